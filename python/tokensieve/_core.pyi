@@ -1,0 +1,67 @@
+"""Type stubs of the compiled module ``tokensieve._core`` (checked with ``mypy.stubtest``)."""
+
+from collections.abc import Sequence
+from os import PathLike
+from typing import Any, final
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["NgramFeaturizer", "__version__", "resolve_num_threads", "scan_files", "tokenize"]
+__version__: str
+
+_Csr = tuple[npt.NDArray[np.int64], npt.NDArray[np.int32 | np.int64], npt.NDArray[np.int32 | np.int64]]
+_Report = dict[str, Any]
+
+@final
+class NgramFeaturizer:
+    """A hashed n-gram feature space and the featuriser over it."""
+
+    def __new__(
+        cls, *, ngrams: int, buckets: int, tokenizer: str, hash: str, lowercase: bool
+    ) -> NgramFeaturizer: ...
+    @property
+    def ngrams(self) -> int: ...
+    @property
+    def buckets(self) -> int: ...
+    @property
+    def tokenizer(self) -> str: ...
+    @property
+    def hash(self) -> str: ...
+    @property
+    def lowercase(self) -> bool: ...
+    def transform_texts(
+        self, texts: object, *, on_error: str = "raise", num_threads: int | None = None
+    ) -> tuple[_Csr, _Report]: ...
+    def sum_counts_texts(
+        self, texts: object, *, on_error: str = "skip", num_threads: int | None = None
+    ) -> tuple[npt.NDArray[np.int64], _Report]: ...
+    def sum_counts_files(
+        self,
+        paths: Sequence[str | PathLike[str]],
+        *,
+        text_field: str = "text",
+        on_error: str = "skip",
+        num_threads: int | None = None,
+    ) -> tuple[npt.NDArray[np.int64], _Report]: ...
+    def transform_ids(
+        self, ids: npt.NDArray[Any], offsets: npt.NDArray[np.int64], *, num_threads: int | None = None
+    ) -> _Csr: ...
+    def sum_counts_ids(
+        self, ids: npt.NDArray[Any], offsets: npt.NDArray[np.int64], *, num_threads: int | None = None
+    ) -> npt.NDArray[np.int64]: ...
+
+def tokenize(text: str, *, tokenizer: str, lowercase: bool) -> list[str]:
+    """The tokens of `text` as the featuriser sees them."""
+
+def resolve_num_threads(num_threads: int | None = None) -> int:
+    """The thread count a call with `num_threads` would use."""
+
+def scan_files(
+    paths: Sequence[str | PathLike[str]],
+    *,
+    text_field: str = "text",
+    on_error: str = "skip",
+    num_threads: int | None = None,
+) -> _Report:
+    """Reads `paths` and returns the report of what was found, without keeping any text."""

@@ -1,0 +1,427 @@
+//! Hashed n-gram features: orders 1..=n of a document's tokens, all sharing one bucket space (as
+//! DSIR does), counted per document ([`Featurizer::transform`]) or summed over a corpus
+//! ([`CountAccumulator`]).
+//!
+//! A document with U tokens yields U + (U-1) + ... + (U-n+1) features (terms below zero count as
+//! zero); n-grams slide across sentence and line boundaries and have no padding.
+
+use std::ops::Range;
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::hash::{self, HashFamily};
+use crate::text::{self, Tokenizer};
+
+/// Everything that decides which bucket an n-gram lands in. Saved with every estimator and
+/// compared on load.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeatureSpace {
+    pub tokenizer: Tokenizer,
+    pub hash: HashFamily,
+    pub ngrams: usize,
+    pub buckets: u32,
+    pub lowercase: bool,
+}
+
+impl FeatureSpace {
+    /// Checks the ranges: `ngrams` in 1..=8, `buckets` >= 1.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=8).contains(&self.ngrams) {
+            return Err(Error::invalid(format!("ngrams must be in 1..=8, got {}", self.ngrams)));
+        }
+        if self.buckets == 0 {
+            return Err(Error::invalid("buckets must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// A token id that can be hashed: unsigned 32/64-bit, or signed 64-bit checked to be >= 0.
+pub trait TokenId: Copy + Send + Sync {
+    fn to_u64(self) -> Option<u64>;
+}
+impl TokenId for u32 {
+    fn to_u64(self) -> Option<u64> {
+        Some(u64::from(self))
+    }
+}
+impl TokenId for u64 {
+    fn to_u64(self) -> Option<u64> {
+        Some(self)
+    }
+}
+impl TokenId for i64 {
+    fn to_u64(self) -> Option<u64> {
+        u64::try_from(self).ok()
+    }
+}
+
+/// Per-thread scratch space, reused across documents.
+#[derive(Default)]
+pub struct Scratch {
+    text: String,
+    spans: Vec<Range<usize>>,
+    keys: Vec<u64>,
+    joined: Vec<u8>,
+    buckets: Vec<u32>,
+}
+
+/// Per-document sparse counts in CSR layout; `indices` are sorted within each row.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CsrCounts {
+    pub indptr: Vec<u64>,
+    pub indices: Vec<u32>,
+    pub counts: Vec<i64>,
+}
+
+/// Documents per parallel task: large enough to amortise scheduling, small enough to balance.
+const DOCS_PER_TASK: usize = 64;
+
+/// Turns documents into hashed n-gram bucket ids.
+#[derive(Clone, Debug)]
+pub struct Featurizer {
+    space: FeatureSpace,
+}
+
+impl Featurizer {
+    pub fn new(space: FeatureSpace) -> Result<Self> {
+        space.validate()?;
+        Ok(Featurizer { space })
+    }
+
+    pub fn space(&self) -> &FeatureSpace {
+        &self.space
+    }
+
+    /// Calls `emit` with the bucket of every n-gram of `text`.
+    pub fn for_each_bucket(&self, text: &str, scratch: &mut Scratch, mut emit: impl FnMut(u32)) {
+        let Scratch { text: lowered, spans, keys, joined, .. } = scratch;
+        let text = if self.space.lowercase { text::lowercase_into(text, lowered) } else { text };
+        spans.clear();
+        self.space.tokenizer.split_into(text, spans);
+        match self.space.hash {
+            HashFamily::FastV1 => {
+                keys.clear();
+                keys.extend(spans.iter().map(|r| hash::fast_hash_bytes(&text.as_bytes()[r.clone()])));
+                self.emit_fast(keys, &mut emit);
+            }
+            HashFamily::DsirSha256 => self.emit_sha256(text.as_bytes(), spans, joined, &mut emit),
+        }
+    }
+
+    /// Calls `emit` with the bucket of every n-gram of a sequence of token ids. Under
+    /// `dsir-sha256` a token is its decimal string, so the buckets equal those of the text
+    /// `" ".join(map(str, ids))`.
+    pub fn for_each_bucket_of_ids<T: TokenId>(
+        &self,
+        ids: &[T],
+        scratch: &mut Scratch,
+        mut emit: impl FnMut(u32),
+    ) -> Result<()> {
+        let Scratch { text, spans, keys, joined, .. } = scratch;
+        let to_u64 = |id: T| id.to_u64().ok_or_else(|| Error::invalid("token ids must be >= 0"));
+        match self.space.hash {
+            HashFamily::FastV1 => {
+                keys.clear();
+                for &id in ids {
+                    keys.push(hash::fast_hash_id(to_u64(id)?));
+                }
+                self.emit_fast(keys, &mut emit);
+            }
+            HashFamily::DsirSha256 => {
+                use std::fmt::Write;
+                text.clear();
+                spans.clear();
+                for &id in ids {
+                    let start = text.len();
+                    write!(text, "{}", to_u64(id)?).expect("writing to a String cannot fail");
+                    spans.push(start..text.len());
+                    text.push(' ');
+                }
+                self.emit_sha256(text.as_bytes(), spans, joined, &mut emit);
+            }
+        }
+        Ok(())
+    }
+
+    fn emit_fast(&self, keys: &[u64], emit: &mut impl FnMut(u32)) {
+        let m = self.space.buckets;
+        for start in 0..keys.len() {
+            let mut key = keys[start];
+            emit(hash::fast_bucket(key, m));
+            for &next in keys.iter().skip(start + 1).take(self.space.ngrams - 1) {
+                key = hash::fast_combine(key, next);
+                emit(hash::fast_bucket(key, m));
+            }
+        }
+    }
+
+    fn emit_sha256(&self, text: &[u8], spans: &[Range<usize>], joined: &mut Vec<u8>, emit: &mut impl FnMut(u32)) {
+        let m = self.space.buckets;
+        for start in 0..spans.len() {
+            joined.clear();
+            for (order, span) in spans[start..].iter().take(self.space.ngrams).enumerate() {
+                if order > 0 {
+                    joined.push(b' ');
+                }
+                joined.extend_from_slice(&text[span.clone()]);
+                emit(hash::dsir_sha256_bucket_memo(joined, m));
+            }
+        }
+    }
+
+    /// Sparse per-document counts of `docs`, in input order, computed on `pool`.
+    pub fn transform<D: AsRef<str> + Sync>(&self, pool: &rayon::ThreadPool, docs: &[D]) -> CsrCounts {
+        let pieces: Vec<CsrCounts> = pool.install(|| {
+            docs.par_chunks(DOCS_PER_TASK)
+                .map(|chunk| {
+                    let mut scratch = Scratch::default();
+                    let mut piece = CsrCounts { indptr: Vec::with_capacity(chunk.len()), ..Default::default() };
+                    for doc in chunk {
+                        let mut buckets = std::mem::take(&mut scratch.buckets);
+                        buckets.clear();
+                        self.for_each_bucket(doc.as_ref(), &mut scratch, |b| buckets.push(b));
+                        push_row(&mut piece, &mut buckets);
+                        scratch.buckets = buckets;
+                    }
+                    piece
+                })
+                .collect()
+        });
+        concat_rows(pieces)
+    }
+
+    /// Sparse per-document counts of token-id documents: document i is
+    /// `ids[offsets[i]..offsets[i + 1]]`.
+    pub fn transform_ids<T: TokenId>(&self, pool: &rayon::ThreadPool, ids: &[T], offsets: &[u64]) -> Result<CsrCounts> {
+        let ranges = id_ranges(ids.len(), offsets)?;
+        let pieces: Result<Vec<CsrCounts>> = pool.install(|| {
+            ranges
+                .par_chunks(DOCS_PER_TASK)
+                .map(|chunk| {
+                    let mut scratch = Scratch::default();
+                    let mut piece = CsrCounts { indptr: Vec::with_capacity(chunk.len()), ..Default::default() };
+                    for range in chunk {
+                        let mut buckets = std::mem::take(&mut scratch.buckets);
+                        buckets.clear();
+                        self.for_each_bucket_of_ids(&ids[range.clone()], &mut scratch, |b| buckets.push(b))?;
+                        push_row(&mut piece, &mut buckets);
+                        scratch.buckets = buckets;
+                    }
+                    Ok(piece)
+                })
+                .collect()
+        });
+        Ok(concat_rows(pieces?))
+    }
+}
+
+/// Checks that `offsets` is a non-decreasing list of positions into `ids` starting at 0 and
+/// ending at `ids.len()`, and returns the document ranges.
+fn id_ranges(len: usize, offsets: &[u64]) -> Result<Vec<Range<usize>>> {
+    if offsets.first() != Some(&0) || offsets.last().map(|&o| o as usize) != Some(len) {
+        return Err(Error::invalid(format!(
+            "offsets must start at 0 and end at len(ids) = {len} (got {} offsets)",
+            offsets.len()
+        )));
+    }
+    offsets
+        .windows(2)
+        .enumerate()
+        .map(|(doc, w)| {
+            if w[0] > w[1] {
+                Err(Error::invalid(format!("offsets decrease at document {doc}: {} > {}", w[0], w[1])))
+            } else {
+                Ok(w[0] as usize..w[1] as usize)
+            }
+        })
+        .collect()
+}
+
+/// Sorts one document's buckets and appends them to `piece` as (bucket, count) pairs.
+fn push_row(piece: &mut CsrCounts, buckets: &mut [u32]) {
+    buckets.sort_unstable();
+    for run in buckets.chunk_by(|a, b| a == b) {
+        piece.indices.push(run[0]);
+        piece.counts.push(run.len() as i64);
+    }
+    // Within a piece `indptr` holds each row's end; `concat_rows` rebases it.
+    piece.indptr.push(piece.indices.len() as u64);
+}
+
+fn concat_rows(pieces: Vec<CsrCounts>) -> CsrCounts {
+    let nnz = pieces.iter().map(|p| p.indices.len()).sum();
+    let rows = pieces.iter().map(|p| p.indptr.len()).sum::<usize>();
+    let mut out = CsrCounts {
+        indptr: Vec::with_capacity(rows + 1),
+        indices: Vec::with_capacity(nnz),
+        counts: Vec::with_capacity(nnz),
+    };
+    out.indptr.push(0);
+    for piece in pieces {
+        let base = out.indices.len() as u64;
+        out.indptr.extend(piece.indptr.iter().map(|end| base + end));
+        out.indices.extend_from_slice(&piece.indices);
+        out.counts.extend_from_slice(&piece.counts);
+    }
+    out
+}
+
+/// Dense int64 totals over a stream of document batches. Each worker thread adds into its own
+/// vector; integer sums make the total independent of thread count and batch order.
+pub struct CountAccumulator {
+    featurizer: Featurizer,
+    per_thread: Vec<Mutex<Vec<i64>>>,
+}
+
+impl CountAccumulator {
+    pub fn new(featurizer: Featurizer, pool: &rayon::ThreadPool) -> Self {
+        let per_thread = (0..pool.current_num_threads()).map(|_| Mutex::new(Vec::new())).collect();
+        CountAccumulator { featurizer, per_thread }
+    }
+
+    fn with_thread_counts(&self, f: impl FnOnce(&mut Vec<i64>)) {
+        let slot = rayon::current_thread_index().unwrap_or(0) % self.per_thread.len();
+        let mut counts = self.per_thread[slot].lock().expect("a counting task panicked");
+        if counts.is_empty() {
+            counts.resize(self.featurizer.space.buckets as usize, 0);
+        }
+        f(&mut counts);
+    }
+
+    /// Adds the n-gram counts of `docs`.
+    pub fn add_texts<D: AsRef<str> + Sync>(&self, pool: &rayon::ThreadPool, docs: &[D]) {
+        pool.install(|| {
+            docs.par_chunks(DOCS_PER_TASK).for_each(|chunk| {
+                let mut scratch = Scratch::default();
+                self.with_thread_counts(|counts| {
+                    for doc in chunk {
+                        self.featurizer.for_each_bucket(doc.as_ref(), &mut scratch, |b| counts[b as usize] += 1);
+                    }
+                });
+            })
+        });
+    }
+
+    /// Adds the n-gram counts of token-id documents (see [`Featurizer::transform_ids`]).
+    pub fn add_ids<T: TokenId>(&self, pool: &rayon::ThreadPool, ids: &[T], offsets: &[u64]) -> Result<()> {
+        let ranges = id_ranges(ids.len(), offsets)?;
+        pool.install(|| {
+            ranges.par_chunks(DOCS_PER_TASK).try_for_each(|chunk| {
+                let mut scratch = Scratch::default();
+                let mut result = Ok(());
+                self.with_thread_counts(|counts| {
+                    result = chunk.iter().try_for_each(|range| {
+                        self.featurizer
+                            .for_each_bucket_of_ids(&ids[range.clone()], &mut scratch, |b| counts[b as usize] += 1)
+                    });
+                });
+                result
+            })
+        })
+    }
+
+    /// The total count per bucket.
+    pub fn finish(self) -> Vec<i64> {
+        let mut total = vec![0i64; self.featurizer.space.buckets as usize];
+        for counts in self.per_thread {
+            let counts = counts.into_inner().expect("a counting task panicked");
+            for (t, c) in total.iter_mut().zip(counts) {
+                *t += c;
+            }
+        }
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool;
+
+    fn space(hash: HashFamily, ngrams: usize, buckets: u32) -> FeatureSpace {
+        FeatureSpace { tokenizer: Tokenizer::WordPunct, hash, ngrams, buckets, lowercase: true }
+    }
+
+    fn buckets_of(f: &Featurizer, text: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        f.for_each_bucket(text, &mut Scratch::default(), |b| out.push(b));
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn alice_went_to_the_store_gives_the_reference_buckets() {
+        let f = Featurizer::new(space(HashFamily::DsirSha256, 2, 10_000)).unwrap();
+        assert_eq!(buckets_of(&f, "Alice went to the store"), [114, 1087, 2441, 3440, 4126, 5816, 6720, 8288, 9879]);
+    }
+
+    #[test]
+    fn feature_count_is_sum_of_window_counts() {
+        for hash in [HashFamily::DsirSha256, HashFamily::FastV1] {
+            for n in 1..=4 {
+                let f = Featurizer::new(space(hash, n, 1 << 20)).unwrap();
+                for u in 0..6usize {
+                    let text = vec!["w"; u].join(" ");
+                    let expected: usize = (0..n).map(|k| u.saturating_sub(k)).sum();
+                    assert_eq!(buckets_of(&f, &text).len(), expected, "{hash:?} n={n} u={u}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ids_under_sha256_equal_their_decimal_text() {
+        let f = Featurizer::new(space(HashFamily::DsirSha256, 3, 10_000)).unwrap();
+        let ids: [u32; 5] = [17, 4, 17, 99_999, 0];
+        let mut from_ids = Vec::new();
+        f.for_each_bucket_of_ids(&ids, &mut Scratch::default(), |b| from_ids.push(b)).unwrap();
+        from_ids.sort_unstable();
+        assert_eq!(from_ids, buckets_of(&f, "17 4 17 99999 0"));
+    }
+
+    #[test]
+    fn negative_ids_and_bad_offsets_are_rejected() {
+        let f = Featurizer::new(space(HashFamily::FastV1, 2, 100)).unwrap();
+        let pool = pool::thread_pool(1);
+        assert!(f.transform_ids(&pool, &[1i64, -2], &[0, 2]).is_err());
+        assert!(f.transform_ids(&pool, &[1u32, 2], &[0, 1]).is_err());
+        assert!(f.transform_ids(&pool, &[1u32, 2], &[0, 2, 1, 2]).is_err());
+        assert!(f.transform_ids(&pool, &[1u32, 2], &[1, 2]).is_err());
+        assert_eq!(f.transform_ids(&pool, &[1u32, 2], &[0, 0, 2, 2]).unwrap().indptr, [0, 0, 3, 3]);
+    }
+
+    #[test]
+    fn transform_rows_add_up_to_the_accumulated_total_for_any_thread_count() {
+        let docs: Vec<String> = (0..1000).map(|i| format!("doc {i} has words, {} and more", i % 7)).collect();
+        for hash in [HashFamily::DsirSha256, HashFamily::FastV1] {
+            let f = Featurizer::new(space(hash, 2, 1000)).unwrap();
+            let mut totals = Vec::new();
+            for threads in [1, 2, 3] {
+                let pool = pool::thread_pool(threads);
+                let csr = f.transform(&pool, &docs);
+                assert_eq!(csr.indptr.len(), docs.len() + 1);
+                let mut from_rows = vec![0i64; 1000];
+                for (&b, &c) in csr.indices.iter().zip(&csr.counts) {
+                    from_rows[b as usize] += c;
+                }
+                let acc = CountAccumulator::new(f.clone(), &pool);
+                acc.add_texts(&pool, &docs[..500]);
+                acc.add_texts(&pool, &docs[500..]);
+                let total = acc.finish();
+                assert_eq!(total, from_rows);
+                totals.push(total);
+            }
+            assert!(totals.windows(2).all(|w| w[0] == w[1]));
+        }
+    }
+
+    #[test]
+    fn invalid_spaces_are_rejected() {
+        assert!(Featurizer::new(space(HashFamily::FastV1, 0, 10)).is_err());
+        assert!(Featurizer::new(space(HashFamily::FastV1, 9, 10)).is_err());
+        assert!(Featurizer::new(space(HashFamily::FastV1, 2, 0)).is_err());
+    }
+}

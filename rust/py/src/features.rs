@@ -1,0 +1,246 @@
+//! `NgramFeaturizer`: hashed n-gram counts of texts, token ids or files.
+
+use std::path::PathBuf;
+
+use numpy::{PyArray1, PyReadonlyArray1};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use tokensieve_core::hash::HashFamily;
+use tokensieve_core::io::{ReadReport, read_files};
+use tokensieve_core::ngram::{CountAccumulator, FeatureSpace, Featurizer, TokenId};
+use tokensieve_core::pool;
+use tokensieve_core::text::Tokenizer;
+
+use crate::convert::{HeldTexts, counts_to_py, csr_to_py, report_to_py};
+use crate::errors::CoreError;
+use crate::io::read_options;
+
+/// A hashed n-gram feature space and the featuriser over it.
+#[pyclass(frozen, module = "tokensieve._core")]
+pub struct NgramFeaturizer {
+    inner: Featurizer,
+}
+
+/// Token ids as numpy arrays of the dtypes read without a copy.
+#[derive(FromPyObject)]
+pub enum IdArray<'py> {
+    U32(PyReadonlyArray1<'py, u32>),
+    I64(PyReadonlyArray1<'py, i64>),
+    U64(PyReadonlyArray1<'py, u64>),
+}
+
+fn pool_for(num_threads: Option<usize>) -> PyResult<std::sync::Arc<pool::ThreadPool>> {
+    Ok(pool::thread_pool(pool::resolve_num_threads(num_threads).map_err(CoreError)?))
+}
+
+fn offsets_vec(offsets: &PyReadonlyArray1<'_, i64>) -> PyResult<Vec<u64>> {
+    offsets
+        .as_array()
+        .iter()
+        .map(|&o| u64::try_from(o).map_err(|_| PyValueError::new_err("offsets must be >= 0")))
+        .collect()
+}
+
+impl NgramFeaturizer {
+    /// Runs `f` on the ids as a slice of their own dtype.
+    fn with_ids<R>(ids: &IdArray<'_>, f: impl FnOnce(&dyn IdSlice) -> R) -> PyResult<R> {
+        let contiguous = |e| PyValueError::new_err(format!("ids must be a contiguous 1-D array: {e}"));
+        Ok(match ids {
+            IdArray::U32(a) => f(&a.as_slice().map_err(contiguous)?),
+            IdArray::I64(a) => f(&a.as_slice().map_err(contiguous)?),
+            IdArray::U64(a) => f(&a.as_slice().map_err(contiguous)?),
+        })
+    }
+}
+
+/// Dispatches the engine's generic id functions over the supported dtypes.
+trait IdSlice: Sync {
+    fn transform(
+        &self,
+        f: &Featurizer,
+        pool: &pool::ThreadPool,
+        offsets: &[u64],
+    ) -> tokensieve_core::Result<tokensieve_core::ngram::CsrCounts>;
+    fn accumulate(
+        &self,
+        acc: &CountAccumulator,
+        pool: &pool::ThreadPool,
+        offsets: &[u64],
+    ) -> tokensieve_core::Result<()>;
+}
+
+impl<T: TokenId> IdSlice for &[T] {
+    fn transform(
+        &self,
+        f: &Featurizer,
+        pool: &pool::ThreadPool,
+        offsets: &[u64],
+    ) -> tokensieve_core::Result<tokensieve_core::ngram::CsrCounts> {
+        f.transform_ids(pool, self, offsets)
+    }
+    fn accumulate(
+        &self,
+        acc: &CountAccumulator,
+        pool: &pool::ThreadPool,
+        offsets: &[u64],
+    ) -> tokensieve_core::Result<()> {
+        acc.add_ids(pool, self, offsets)
+    }
+}
+
+#[pymethods]
+impl NgramFeaturizer {
+    #[new]
+    #[pyo3(signature = (*, ngrams, buckets, tokenizer, hash, lowercase))]
+    fn new(ngrams: usize, buckets: u32, tokenizer: &str, hash: &str, lowercase: bool) -> PyResult<Self> {
+        let space = FeatureSpace {
+            tokenizer: Tokenizer::from_name(tokenizer).map_err(CoreError)?,
+            hash: HashFamily::from_name(hash).map_err(CoreError)?,
+            ngrams,
+            buckets,
+            lowercase,
+        };
+        Ok(NgramFeaturizer { inner: Featurizer::new(space).map_err(CoreError)? })
+    }
+
+    #[getter]
+    fn ngrams(&self) -> usize {
+        self.inner.space().ngrams
+    }
+    #[getter]
+    fn buckets(&self) -> u32 {
+        self.inner.space().buckets
+    }
+    #[getter]
+    fn tokenizer(&self) -> &'static str {
+        self.inner.space().tokenizer.name()
+    }
+    #[getter]
+    fn hash(&self) -> &'static str {
+        self.inner.space().hash.name()
+    }
+    #[getter]
+    fn lowercase(&self) -> bool {
+        self.inner.space().lowercase
+    }
+
+    /// One row of counts per item of `texts` (an empty row for a skipped item):
+    /// `(data, indices, indptr, report)`.
+    #[pyo3(signature = (texts, *, on_error="raise", num_threads=None))]
+    fn transform_texts<'py>(
+        &self,
+        py: Python<'py>,
+        texts: &Bound<'py, PyAny>,
+        on_error: &str,
+        num_threads: Option<usize>,
+    ) -> PyResult<(Bound<'py, PyTuple>, Bound<'py, PyDict>)> {
+        let on_error = crate::convert::on_error(on_error)?;
+        let pool = pool_for(num_threads)?;
+        let held = HeldTexts::hold(texts)?;
+        let mut report = ReadReport::default();
+        let source = report.add_source(held.label(), 0);
+        let docs = report.collect_aligned(source, held.records()?, on_error).map_err(CoreError)?;
+        let csr = py.detach(|| self.inner.transform(&pool, &docs));
+        Ok((csr_to_py(py, csr, self.inner.space().buckets)?, report_to_py(py, &report)?))
+    }
+
+    /// Total counts over the items of `texts`: `(counts, report)`.
+    #[pyo3(signature = (texts, *, on_error="skip", num_threads=None))]
+    fn sum_counts_texts<'py>(
+        &self,
+        py: Python<'py>,
+        texts: &Bound<'py, PyAny>,
+        on_error: &str,
+        num_threads: Option<usize>,
+    ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyDict>)> {
+        let on_error = crate::convert::on_error(on_error)?;
+        let pool = pool_for(num_threads)?;
+        let held = HeldTexts::hold(texts)?;
+        let mut report = ReadReport::default();
+        let source = report.add_source(held.label(), 0);
+        let mut docs = Vec::new();
+        report.collect(source, 1, held.records()?, on_error, &mut docs).map_err(CoreError)?;
+        let counts = py.detach(|| {
+            let acc = CountAccumulator::new(self.inner.clone(), &pool);
+            acc.add_texts(&pool, &docs);
+            acc.finish()
+        });
+        Ok((counts_to_py(py, counts), report_to_py(py, &report)?))
+    }
+
+    /// Total counts over the documents of corpus files: `(counts, report)`.
+    #[pyo3(signature = (paths, *, text_field="text", on_error="skip", num_threads=None))]
+    fn sum_counts_files<'py>(
+        &self,
+        py: Python<'py>,
+        paths: Vec<PathBuf>,
+        text_field: &str,
+        on_error: &str,
+        num_threads: Option<usize>,
+    ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyDict>)> {
+        let options = read_options(text_field, on_error)?;
+        let pool = pool_for(num_threads)?;
+        let (counts, report) = py
+            .detach(|| {
+                let acc = CountAccumulator::new(self.inner.clone(), &pool);
+                let report = read_files(&paths, &options, &pool, &mut |docs| {
+                    acc.add_texts(&pool, docs);
+                    Ok(())
+                })?;
+                Ok::<_, tokensieve_core::Error>((acc.finish(), report))
+            })
+            .map_err(CoreError)?;
+        Ok((counts_to_py(py, counts), report_to_py(py, &report)?))
+    }
+
+    /// One row of counts per token-id document (`ids[offsets[i]:offsets[i+1]]`):
+    /// `(data, indices, indptr)`.
+    #[pyo3(signature = (ids, offsets, *, num_threads=None))]
+    fn transform_ids<'py>(
+        &self,
+        py: Python<'py>,
+        ids: IdArray<'py>,
+        offsets: PyReadonlyArray1<'py, i64>,
+        num_threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let pool = pool_for(num_threads)?;
+        let offsets = offsets_vec(&offsets)?;
+        let csr = Self::with_ids(&ids, |ids| py.detach(|| ids.transform(&self.inner, &pool, &offsets)))?
+            .map_err(CoreError)?;
+        csr_to_py(py, csr, self.inner.space().buckets)
+    }
+
+    /// Total counts over token-id documents.
+    #[pyo3(signature = (ids, offsets, *, num_threads=None))]
+    fn sum_counts_ids<'py>(
+        &self,
+        py: Python<'py>,
+        ids: IdArray<'py>,
+        offsets: PyReadonlyArray1<'py, i64>,
+        num_threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let pool = pool_for(num_threads)?;
+        let offsets = offsets_vec(&offsets)?;
+        let counts = Self::with_ids(&ids, |ids| {
+            py.detach(|| {
+                let acc = CountAccumulator::new(self.inner.clone(), &pool);
+                ids.accumulate(&acc, &pool, &offsets).map(|()| acc.finish())
+            })
+        })?
+        .map_err(CoreError)?;
+        Ok(counts_to_py(py, counts))
+    }
+}
+
+/// The tokens of `text` as the featuriser sees them (lowercased first when asked).
+#[pyfunction]
+#[pyo3(signature = (text, *, tokenizer, lowercase))]
+pub fn tokenize(text: &str, tokenizer: &str, lowercase: bool) -> PyResult<Vec<String>> {
+    let tokenizer = Tokenizer::from_name(tokenizer).map_err(CoreError)?;
+    let mut scratch = String::new();
+    let text = if lowercase { tokensieve_core::text::lowercase_into(text, &mut scratch) } else { text };
+    let mut spans = Vec::new();
+    tokenizer.split_into(text, &mut spans);
+    Ok(spans.into_iter().map(|span| text[span].to_owned()).collect())
+}

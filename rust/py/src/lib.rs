@@ -1,0 +1,23 @@
+//! `tokensieve._core`: the Python binding of `tokensieve-core`. It only converts arguments,
+//! releases the GIL around engine calls, and maps engine errors onto `tokensieve.exceptions`.
+
+mod convert;
+mod errors;
+mod features;
+mod io;
+
+use pyo3::prelude::*;
+
+#[pymodule(gil_used = false)]
+mod _core {
+    #[pymodule_export]
+    use super::features::{NgramFeaturizer, tokenize};
+    #[pymodule_export]
+    use super::io::{resolve_num_threads, scan_files};
+
+    #[pymodule_init]
+    fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
+        use pyo3::types::PyModuleMethods;
+        m.add("__version__", env!("CARGO_PKG_VERSION"))
+    }
+}

@@ -1,0 +1,52 @@
+"""Shared fixtures: paths to the project's real corpora and small slices of them."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+DEMO_DATA = ROOT / "python" / "tokensieve" / "data"
+
+
+def read_jsonl_zst(path: Path, limit: int | None = None) -> list[dict]:
+    """The first `limit` records of a .jsonl.zst file, decoded with Python's json module."""
+    zstandard = pytest.importorskip("zstandard")
+    with open(path, "rb") as f:
+        text = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(f), encoding="utf-8")
+        records = []
+        for line in text:
+            records.append(json.loads(line))
+            if limit is not None and len(records) >= limit:
+                break
+    return records
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"the shared corpora are not at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def corpus_slice(shared_data: Path) -> list[str]:
+    """About 900 real documents of varied sources, noise included."""
+    texts: list[str] = []
+    for name, n in [
+        ("raw_pool/blogs", 150),
+        ("raw_pool/newsgroups20", 150),
+        ("raw_pool/spamassassin_email", 150),
+        ("raw_pool/commoncrawl_samples", 33),
+        ("raw_pool/reddit_drunk", 100),
+        ("target/wikipedia_en", 40),
+        ("target/gutenberg_books", 100),
+        ("benchmark/gsm8k", 100),
+        ("benchmark/llm_foundry_evals", 100),
+    ]:
+        texts.extend(r["text"] for r in read_jsonl_zst(shared_data / f"{name}.jsonl.zst", n))
+    return texts

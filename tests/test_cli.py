@@ -1,0 +1,40 @@
+"""The command line: the demo runs on the bundled sample; featurize writes what the API computes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tokensieve import HashedNgrams
+from tokensieve.cli import demo_files, main
+
+
+def test_demo_featurises_the_bundled_sample(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--num-threads", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "1,865 docs" in out  # raw sample, every line a document
+    assert "150 docs" in out  # target sample
+    assert out.count("cosine similarity") == 2
+    assert all(p.stat().st_size < 2_000_000 for p in demo_files().values())
+
+
+def test_featurize_writes_the_api_totals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("\n".join(json.dumps({"body": t}) for t in ["a b c", "b c d"]) + "\nnot json\n")
+    out = tmp_path / "counts.npy"
+    args = ["featurize", str(corpus), "--text-field", "body", "--hash", "fast-v1", "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "3 records, 2 documents, skipped: 1 malformed_json" in printed
+    expected = HashedNgrams(hash="fast-v1").sum_counts(["a b c", "b c d"])
+    np.testing.assert_array_equal(np.load(out), expected)
+
+
+def test_featurize_reports_errors_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = tmp_path / "bad.jsonl"
+    corpus.write_text('{"text": 1}\n')
+    assert main(["featurize", str(corpus), "--on-error", "raise"]) == 2
+    assert f"{corpus}:1: not_a_string" in capsys.readouterr().err

@@ -1,0 +1,233 @@
+"""Corpus readers: every format, every bad-input case, and the accounting of every record."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import multiprocessing
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tokensieve import HashedNgrams
+from tokensieve.exceptions import (
+    BadRecordError,
+    CorpusFormatError,
+    CorpusNotFoundError,
+    CorpusReadError,
+    InvalidArgumentError,
+)
+from tokensieve.io import Files, corpus_files, scan
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+zstandard = pytest.importorskip("zstandard")
+
+GOOD = ["first document", "second one\nwith two lines", "último: ΟΔΟΣ"]
+
+# (line bytes, reason or None for a good document)
+MIXED_LINES: list[tuple[bytes, str | None]] = [
+    (json.dumps({"text": GOOD[0]}).encode(), None),
+    (b"", "blank_line"),
+    (b"   \t", "blank_line"),
+    (b'{"text": "cut', "malformed_json"),
+    (b'{"title": "no text field"}', "missing_field"),
+    (b'{"text": null}', "missing_field"),
+    (b'{"text": 42}', "not_a_string"),
+    (b'{"text": ["a"]}', "not_a_string"),
+    (b'{"text": "half \\ud83d pair"}', "lone_surrogate"),
+    (b'{"text": "bad \xff\xfe bytes"}', "invalid_utf8"),
+    (b'"a bare string"', "malformed_json"),
+    (json.dumps({"text": GOOD[1], "meta": {"x": [1, {"y": None}]}}).encode(), None),
+    (json.dumps({"text": GOOD[2]}, ensure_ascii=False).encode(), None),
+]
+
+
+def write(path: Path, payload: bytes) -> Path:
+    path.write_bytes(payload)
+    return path
+
+
+def mixed_payload(crlf: bool = False) -> bytes:
+    sep = b"\r\n" if crlf else b"\n"
+    return sep.join(line for line, _ in MIXED_LINES)  # no newline after the last line
+
+
+@pytest.fixture(params=["jsonl", "jsonl_crlf", "gz", "zst"])
+def mixed_file(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    kind = request.param
+    payload = mixed_payload(crlf=kind == "jsonl_crlf")
+    if kind == "gz":
+        return write(tmp_path / "mixed.jsonl.gz", gzip.compress(payload))
+    if kind == "zst":
+        return write(tmp_path / "mixed.jsonl.zst", zstandard.ZstdCompressor().compress(payload))
+    return write(tmp_path / "mixed.jsonl", payload)
+
+
+def test_every_line_is_accounted_for(mixed_file: Path) -> None:
+    report = scan(mixed_file)
+    expected_skips: dict[str, int] = {}
+    for _, reason in MIXED_LINES:
+        if reason:
+            expected_skips[reason] = expected_skips.get(reason, 0) + 1
+    assert report.records == len(MIXED_LINES)
+    assert report.documents == 3
+    assert dict(report.skipped) == expected_skips
+    assert report.records == report.documents + report.skipped_total
+    listed = [(r.line, r.reason) for r in report.skipped_records]
+    bad = [(i + 1, reason) for i, (_, reason) in enumerate(MIXED_LINES) if reason not in (None, "blank_line")]
+    assert listed == bad
+    assert all(r.source == str(mixed_file) for r in report.skipped_records)
+    assert report.sources[0].bytes == mixed_file.stat().st_size
+
+
+def test_counts_over_a_file_equal_counts_over_its_good_texts(mixed_file: Path) -> None:
+    f = HashedNgrams()
+    np.testing.assert_array_equal(f.sum_counts(mixed_file), f.sum_counts(GOOD))
+
+
+def test_raise_names_file_and_line(mixed_file: Path) -> None:
+    with pytest.raises(BadRecordError) as info:
+        HashedNgrams().sum_counts(mixed_file, on_error="raise")
+    err = info.value
+    assert (err.path, err.line, err.reason) == (str(mixed_file), 4, "malformed_json")
+    assert f"{mixed_file}:4" in str(err)
+    assert isinstance(err, ValueError)
+
+
+def test_skips_are_logged(mixed_file: Path, caplog: pytest.LogCaptureFixture) -> None:
+    HashedNgrams().sum_counts(mixed_file)
+    assert any("skipped 8 bad records" in r.getMessage() for r in caplog.records)
+
+
+def test_text_field_is_configurable(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.jsonl", b'{"content": "a b"}\n{"text": "x"}\n')
+    report = scan(path, text_field="content")
+    assert (report.documents, dict(report.skipped)) == (1, {"missing_field": 1})
+
+
+def test_parquet_with_nulls_and_any_string_type(tmp_path: Path) -> None:
+    f = HashedNgrams(hash="fast-v1")
+    for i, typ in enumerate([pa.string(), pa.large_string(), pa.string_view()]):
+        table = pa.table({"id": [1, 2, 3, 4], "text": pa.array([GOOD[0], None, GOOD[1], GOOD[2]], typ)})
+        path = tmp_path / f"t{i}.parquet"
+        pq.write_table(table, path, row_group_size=2)
+        counts, report = f.sum_counts(path, return_report=True)
+        np.testing.assert_array_equal(counts, f.sum_counts(GOOD))
+        assert (report.records, report.documents) == (4, 3)
+        assert [(r.line, r.reason) for r in report.skipped_records] == [(2, "missing_field")]
+
+
+def test_parquet_errors_are_typed(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"body": ["x"]}), path)
+    with pytest.raises(CorpusFormatError, match="no column named"):
+        scan(path)
+    pq.write_table(pa.table({"text": [1, 2]}), path)
+    with pytest.raises(CorpusFormatError, match="type Int64"):
+        scan(path)
+    data = path.read_bytes()
+    truncated = write(tmp_path / "cut.parquet", data[:4] + data[len(data) // 2 :])
+    with pytest.raises(CorpusFormatError) as info:
+        scan(truncated)
+    assert info.value.path == str(truncated)
+
+
+def test_missing_and_truncated_files(tmp_path: Path) -> None:
+    with pytest.raises(CorpusNotFoundError) as info:
+        scan(tmp_path / "nope.jsonl")
+    assert isinstance(info.value, FileNotFoundError)
+    payload = zstandard.ZstdCompressor().compress(b'{"text": "abc"}\n' * 50_000)
+    cut = write(tmp_path / "cut.jsonl.zst", payload[: len(payload) // 2])
+    with pytest.raises(CorpusReadError) as info:
+        scan(cut)
+    assert info.value.path == str(cut)
+
+
+def test_arrow_inputs_are_read_with_nulls_accounted(tmp_path: Path) -> None:
+    f = HashedNgrams(hash="fast-v1")
+    expected = f.sum_counts(GOOD)
+    arr = pa.array([GOOD[0], None, GOOD[1], GOOD[2]])
+    chunked = pa.chunked_array([[GOOD[0]], [None, GOOD[1]], [GOOD[2]]], type=pa.large_string())
+    for source in (arr, chunked, arr.cast(pa.string_view())):
+        counts, report = f.sum_counts(source, return_report=True)
+        np.testing.assert_array_equal(counts, expected)
+        assert report.skipped == {"missing_field": 1}
+    m = f.transform(arr, on_error="skip")
+    assert m.shape[0] == 4 and m[[1]].nnz == 0
+    with pytest.raises(BadRecordError, match="<arrow>:2"):
+        f.transform(arr)
+    with pytest.raises(InvalidArgumentError, match="type"):
+        f.sum_counts(pa.array([1, 2]))
+    binary = pa.array([GOOD[0].encode(), b"\xff bad", GOOD[1].encode()], pa.binary())
+    counts, report = f.sum_counts(binary, return_report=True)
+    assert report.skipped == {"invalid_utf8": 1}
+
+
+def test_directories_globs_and_file_lists(tmp_path: Path) -> None:
+    for i, text in enumerate(GOOD):
+        write(tmp_path / f"part-{i}.jsonl", json.dumps({"text": text}).encode() + b"\n")
+    write(tmp_path / "notes.txt", b"not a corpus file")
+    files = corpus_files(tmp_path)
+    assert [Path(p).name for p in files] == ["part-0.jsonl", "part-1.jsonl", "part-2.jsonl"]
+    assert corpus_files(str(tmp_path / "part-*.jsonl")) == files
+    f = HashedNgrams()
+    expected = f.sum_counts(GOOD)
+    for source in (tmp_path, Files(files), [Path(p) for p in files], files[0]):
+        counts = f.sum_counts(source)
+        if source == files[0]:
+            np.testing.assert_array_equal(counts, f.sum_counts(GOOD[:1]))
+        else:
+            np.testing.assert_array_equal(counts, expected)
+    with pytest.raises(InvalidArgumentError, match="texts in memory"):
+        f.transform(tmp_path)
+
+
+def test_bounded_blocks_and_long_lines(tmp_path: Path) -> None:
+    long_text = "x " * 3_000_000  # one 6 MB line, larger than a block
+    lines = [json.dumps({"text": t}) for t in ["a", long_text, "b"] * 3]
+    path = write(tmp_path / "long.jsonl", "\n".join(lines).encode())
+    counts, report = HashedNgrams(hash="fast-v1").sum_counts(path, return_report=True)
+    assert report.documents == 9
+    assert counts.sum() == 3 * (1 + (2 * 3_000_000 - 1) + 1)
+
+
+def _count_in_child(path: str, queue: multiprocessing.Queue) -> None:
+    queue.put(HashedNgrams(num_threads=2).sum_counts(path).tolist())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_pool_works_in_a_forked_child(tmp_path: Path) -> None:
+    path = write(tmp_path / "f.jsonl", b'{"text": "fork safe threads"}\n' * 1000)
+    parent = HashedNgrams(num_threads=2).sum_counts(path)  # the parent's pool now exists
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_count_in_child, args=(str(path), queue))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0, "the forked child hung or died"
+    assert queue.get(timeout=5) == parent.tolist()
+
+
+def test_thread_count_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tokensieve import resolve_num_threads
+
+    monkeypatch.setenv("TOKENSIEVE_NUM_THREADS", "3")
+    assert resolve_num_threads() == 3
+    assert resolve_num_threads(5) == 5
+    monkeypatch.setenv("TOKENSIEVE_NUM_THREADS", "zero")
+    with pytest.raises(InvalidArgumentError, match="TOKENSIEVE_NUM_THREADS"):
+        resolve_num_threads()
+    monkeypatch.delenv("TOKENSIEVE_NUM_THREADS")
+    assert resolve_num_threads() == os.cpu_count()
+
+
+def test_real_corpus_files_are_read_completely(shared_data: Path) -> None:
+    path = shared_data / "raw_pool" / "reuters21578.jsonl.zst"
+    report = scan(path)
+    with open(path, "rb") as fh:
+        lines = zstandard.ZstdDecompressor().stream_reader(fh).read().count(b"\n")
+    assert report.records == lines == 7981
+    assert report.documents + report.skipped_total == report.records

@@ -188,3 +188,20 @@ def test_empty_and_enormous_documents() -> None:
     assert f.transform([""]).nnz == 0
     big = "word " * 2_000_000  # 10 MB, one document
     assert f.sum_counts([big]).sum() == 2 * 2_000_000 - 1
+
+
+@pytest.mark.parametrize("tokenizer", ["wordpunct", "whitespace"])
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_fast_v1_matches_python_reference_on_real_text(
+    corpus_slice: list[str], tokenizer: str, lowercase: bool
+) -> None:
+    texts = corpus_slice[::4]
+    split = wordpunct_tokens if tokenizer == "wordpunct" else whitespace_tokens
+    f = HashedNgrams(ngrams=2, buckets=2**20, tokenizer=tokenizer, hash="fast-v1", lowercase=lowercase)  # type: ignore[arg-type]
+    m = f.transform(texts)
+    assert any(t.isascii() for t in texts)
+    assert any(not t.isascii() for t in texts)
+    for i, text in enumerate(texts):
+        expected = ngram_counts(split(text, lowercase=lowercase), 2, 2**20, "fast-v1")
+        got = dict(zip(m[[i]].indices.tolist(), m[[i]].data.tolist(), strict=True))
+        assert got == dict(expected), f"document {i}"

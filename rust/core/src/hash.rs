@@ -11,8 +11,6 @@
 //!   [`fast_hash_id`] instead of their bytes.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use sha2::{Digest, Sha256};
 
@@ -57,35 +55,67 @@ pub fn dsir_sha256_bucket(bytes: &[u8], buckets: u32) -> u32 {
     }) as u32
 }
 
-/// Entries a thread's memo table may hold before it is emptied (about 100 MB at most).
-const MEMO_CAPACITY: usize = 1 << 21;
+/// Entries a thread's memo table may hold; beyond it, new n-grams are hashed but not kept.
+const MEMO_MAX_ENTRIES: usize = 1 << 22;
+/// Bytes of n-gram text a thread's memo table may hold.
+const MEMO_MAX_BYTES: usize = 1 << 26;
 
-struct Sha256Memo {
+struct MemoEntry {
+    key: u64,
+    start: u32,
+    len: u32,
+    bucket: u32,
+}
+
+/// A thread's table from n-gram bytes to `dsir-sha256` bucket. The bytes live in one arena and
+/// are compared on every hit, so a result is always the exact SHA-256 bucket. It holds at most
+/// [`MEMO_MAX_ENTRIES`] n-grams and [`MEMO_MAX_BYTES`] bytes (about 170 MB); when full, it
+/// keeps what it has (the frequent n-grams come early) and hashes the rest every time.
+pub struct Sha256Memo {
     buckets: u32,
-    table: HashMap<Box<[u8]>, u32, BuildHasherDefault<FastHasher>>,
+    table: hashbrown::HashTable<MemoEntry>,
+    arena: Vec<u8>,
+}
+
+impl Sha256Memo {
+    /// The bucket of `ngram` under `dsir-sha256`.
+    pub fn bucket(&mut self, ngram: &[u8]) -> u32 {
+        let key = fast_hash_bytes(ngram);
+        let arena = &self.arena;
+        let found =
+            self.table.find(key, |e| e.key == key && arena[e.start as usize..(e.start + e.len) as usize] == *ngram);
+        if let Some(entry) = found {
+            return entry.bucket;
+        }
+        let bucket = dsir_sha256_bucket(ngram, self.buckets);
+        if self.table.len() < MEMO_MAX_ENTRIES && self.arena.len() + ngram.len() <= MEMO_MAX_BYTES {
+            let entry = MemoEntry { key, start: self.arena.len() as u32, len: ngram.len() as u32, bucket };
+            self.arena.extend_from_slice(ngram);
+            self.table.insert_unique(key, entry, |e| e.key);
+        }
+        bucket
+    }
 }
 
 thread_local! {
     static SHA256_MEMO: RefCell<Sha256Memo> = RefCell::new(Sha256Memo {
         buckets: 0,
-        table: HashMap::default(),
+        table: hashbrown::HashTable::new(),
+        arena: Vec::new(),
     });
 }
 
-/// [`dsir_sha256_bucket`] through this thread's memo table.
-pub fn dsir_sha256_bucket_memo(bytes: &[u8], buckets: u32) -> u32 {
+/// Runs `f` with this thread's memo table for `buckets` buckets (emptied if it held another
+/// bucket count).
+pub fn with_sha256_memo<R>(buckets: u32, f: impl FnOnce(&mut Sha256Memo) -> R) -> R {
     SHA256_MEMO.with(|memo| {
         let mut memo = memo.borrow_mut();
-        if memo.buckets != buckets || memo.table.len() >= MEMO_CAPACITY {
+        if memo.buckets != buckets {
             memo.table.clear();
+            memo.arena.clear();
             memo.buckets = buckets;
         }
-        if let Some(&bucket) = memo.table.get(bytes) {
-            return bucket;
-        }
-        let bucket = dsir_sha256_bucket(bytes, buckets);
-        memo.table.insert(bytes.into(), bucket);
-        bucket
+        f(&mut memo)
     })
 }
 
@@ -106,19 +136,55 @@ fn fmix64(mut h: u64) -> u64 {
 /// (the last one zero-padded) is folded in with xor, multiply and rotate, then [`fmix64`].
 #[inline]
 pub fn fast_hash_bytes(bytes: &[u8]) -> u64 {
+    fast_hash_words(bytes, |w| w)
+}
+
+/// [`fast_hash_bytes`] of the ASCII-lowercased `bytes`, lowercasing eight bytes at a time.
+#[inline]
+pub fn fast_hash_ascii_lowercase(bytes: &[u8]) -> u64 {
+    fast_hash_words(bytes, ascii_lowercase_word)
+}
+
+/// Lowercases the ASCII letters among the eight bytes of `w` (bytes >= 0x80 stay as they are).
+#[inline]
+fn ascii_lowercase_word(w: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let low = w & LOW7;
+    // High bit of each byte set where the byte's low 7 bits are >= 'A', resp. > 'Z'.
+    let ge_a = low + ONES * (0x80 - u64::from(b'A'));
+    let gt_z = low + ONES * (0x80 - u64::from(b'Z') - 1);
+    let is_upper = ge_a & !gt_z & !w & (ONES * 0x80);
+    w | (is_upper >> 2)
+}
+
+#[inline]
+fn fast_hash_words(bytes: &[u8], map_word: impl Fn(u64) -> u64) -> u64 {
     let mut h = (bytes.len() as u64).wrapping_mul(K0);
     let mut words = bytes.chunks_exact(8);
     for word in &mut words {
         let w = u64::from_le_bytes(word.try_into().expect("8-byte chunk"));
-        h = (h ^ w).wrapping_mul(K1).rotate_left(31);
+        h = (h ^ map_word(w)).wrapping_mul(K1).rotate_left(31);
     }
     let tail = words.remainder();
     if !tail.is_empty() {
-        let mut padded = [0u8; 8];
-        padded[..tail.len()].copy_from_slice(tail);
-        h = (h ^ u64::from_le_bytes(padded)).wrapping_mul(K1).rotate_left(31);
+        h = (h ^ map_word(load_le_padded(tail))).wrapping_mul(K1).rotate_left(31);
     }
     fmix64(h)
+}
+
+/// The little-endian value of 1 to 7 bytes, zero-padded to eight, without a memcpy call.
+#[inline]
+fn load_le_padded(tail: &[u8]) -> u64 {
+    let n = tail.len();
+    if n >= 4 {
+        let lo = u64::from(u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")));
+        let hi = u64::from(u32::from_le_bytes(tail[n - 4..].try_into().expect("4 bytes")));
+        // The two loads overlap on identical bytes, so OR-ing them is exact.
+        lo | (hi << (8 * (n - 4)))
+    } else {
+        tail.iter().enumerate().fold(0, |v, (i, &b)| v | (u64::from(b) << (8 * i)))
+    }
 }
 
 /// `fast-v1` hash of a token id.
@@ -139,19 +205,6 @@ pub fn fast_bucket(key: u64, buckets: u32) -> u32 {
     ((u128::from(key) * u128::from(buckets)) >> 64) as u32
 }
 
-/// A std `Hasher` over [`fast_hash_bytes`], for hash maps keyed by byte strings.
-#[derive(Default)]
-pub struct FastHasher(u64);
-
-impl Hasher for FastHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        self.0 = fast_combine(self.0, fast_hash_bytes(bytes));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,9 +213,12 @@ mod tests {
     fn sha256_matches_data_selection_vectors() {
         assert_eq!(dsir_sha256_bucket(b"alice", 10_000), 6720);
         assert_eq!(dsir_sha256_bucket(b"alice went", 10_000), 114);
-        assert_eq!(dsir_sha256_bucket_memo(b"alice", 10_000), 6720);
-        assert_eq!(dsir_sha256_bucket_memo(b"alice", 10_000), 6720);
-        assert_eq!(dsir_sha256_bucket_memo(b"alice went", 10_000), 114);
+        with_sha256_memo(10_000, |memo| {
+            for _ in 0..2 {
+                assert_eq!(memo.bucket(b"alice"), 6720);
+                assert_eq!(memo.bucket(b"alice went"), 114);
+            }
+        });
     }
 
     #[test]
@@ -177,10 +233,22 @@ mod tests {
 
     #[test]
     fn memo_follows_bucket_count_changes() {
-        let a = dsir_sha256_bucket_memo(b"memo", 10_000);
-        let b = dsir_sha256_bucket_memo(b"memo", 97);
+        let a = with_sha256_memo(10_000, |memo| memo.bucket(b"memo"));
+        let b = with_sha256_memo(97, |memo| memo.bucket(b"memo"));
         assert_eq!(a, dsir_sha256_bucket(b"memo", 10_000));
         assert_eq!(b, dsir_sha256_bucket(b"memo", 97));
+    }
+
+    #[test]
+    fn lowercasing_hash_equals_hash_of_lowercased_bytes() {
+        let all_bytes: Vec<u8> = (0u8..=255).collect();
+        for len in 0..=24 {
+            for start in 0..all_bytes.len() - len {
+                let s = &all_bytes[start..start + len];
+                assert_eq!(fast_hash_ascii_lowercase(s), fast_hash_bytes(&s.to_ascii_lowercase()), "{s:?}");
+            }
+        }
+        assert_eq!(fast_hash_ascii_lowercase(b"@AZ[`az{"), fast_hash_bytes(b"@az[`az{"));
     }
 
     #[test]

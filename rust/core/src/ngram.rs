@@ -98,16 +98,27 @@ impl Featurizer {
     /// Calls `emit` with the bucket of every n-gram of `text`.
     pub fn for_each_bucket(&self, text: &str, scratch: &mut Scratch, mut emit: impl FnMut(u32)) {
         let Scratch { text: lowered, spans, keys, joined, .. } = scratch;
-        let text = if self.space.lowercase { text::lowercase_into(text, lowered) } else { text };
-        spans.clear();
-        self.space.tokenizer.split_into(text, spans);
+        // ASCII lowercases byte for byte without changing any character class, so ASCII text is
+        // split as it is and lowercased as it is hashed, saving a copy.
+        let lowercase_ascii = self.space.lowercase && text.is_ascii();
+        let text = if self.space.lowercase && !lowercase_ascii { text::lowercase_into(text, lowered) } else { text };
+        let bytes = text.as_bytes();
+        let tokenizer = self.space.tokenizer;
         match self.space.hash {
             HashFamily::FastV1 => {
                 keys.clear();
-                keys.extend(spans.iter().map(|r| hash::fast_hash_bytes(&text.as_bytes()[r.clone()])));
+                if lowercase_ascii {
+                    tokenizer.for_each_token(text, |r| keys.push(hash::fast_hash_ascii_lowercase(&bytes[r])));
+                } else {
+                    tokenizer.for_each_token(text, |r| keys.push(hash::fast_hash_bytes(&bytes[r])));
+                }
                 self.emit_fast(keys, &mut emit);
             }
-            HashFamily::DsirSha256 => self.emit_sha256(text.as_bytes(), spans, joined, &mut emit),
+            HashFamily::DsirSha256 => {
+                spans.clear();
+                tokenizer.split_into(text, spans);
+                self.emit_sha256(bytes, spans, lowercase_ascii, joined, &mut emit);
+            }
         }
     }
 
@@ -140,7 +151,7 @@ impl Featurizer {
                     spans.push(start..text.len());
                     text.push(' ');
                 }
-                self.emit_sha256(text.as_bytes(), spans, joined, &mut emit);
+                self.emit_sha256(text.as_bytes(), spans, false, joined, &mut emit);
             }
         }
         Ok(())
@@ -158,18 +169,32 @@ impl Featurizer {
         }
     }
 
-    fn emit_sha256(&self, text: &[u8], spans: &[Range<usize>], joined: &mut Vec<u8>, emit: &mut impl FnMut(u32)) {
-        let m = self.space.buckets;
-        for start in 0..spans.len() {
-            joined.clear();
-            for (order, span) in spans[start..].iter().take(self.space.ngrams).enumerate() {
-                if order > 0 {
-                    joined.push(b' ');
+    /// Joins each n-gram's tokens with one space (lowercasing ASCII if asked) and looks its
+    /// bucket up in this thread's SHA-256 memo table.
+    fn emit_sha256(
+        &self,
+        text: &[u8],
+        spans: &[Range<usize>],
+        lowercase_ascii: bool,
+        joined: &mut Vec<u8>,
+        emit: &mut impl FnMut(u32),
+    ) {
+        hash::with_sha256_memo(self.space.buckets, |memo| {
+            for start in 0..spans.len() {
+                joined.clear();
+                for (order, span) in spans[start..].iter().take(self.space.ngrams).enumerate() {
+                    if order > 0 {
+                        joined.push(b' ');
+                    }
+                    let from = joined.len();
+                    joined.extend_from_slice(&text[span.clone()]);
+                    if lowercase_ascii {
+                        joined[from..].make_ascii_lowercase();
+                    }
+                    emit(memo.bucket(joined));
                 }
-                joined.extend_from_slice(&text[span.clone()]);
-                emit(hash::dsir_sha256_bucket_memo(joined, m));
             }
-        }
+        });
     }
 
     /// Sparse per-document counts of `docs`, in input order, computed on `pool`.

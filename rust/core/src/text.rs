@@ -53,9 +53,15 @@ impl Tokenizer {
 
     /// Appends the byte ranges of the tokens of `text` to `spans`.
     pub fn split_into(self, text: &str, spans: &mut Vec<Range<usize>>) {
+        self.for_each_token(text, |span| spans.push(span));
+    }
+
+    /// Calls `f` with the byte range of each token of `text`, in order.
+    #[inline]
+    pub fn for_each_token(self, text: &str, f: impl FnMut(Range<usize>)) {
         match self {
-            Tokenizer::WordPunct => split_wordpunct(text, spans),
-            Tokenizer::Whitespace => split_fasttext_whitespace(text.as_bytes(), spans),
+            Tokenizer::WordPunct => split_wordpunct(text, f),
+            Tokenizer::Whitespace => split_fasttext_whitespace(text.as_bytes(), f),
         }
     }
 }
@@ -115,24 +121,35 @@ fn class_at(text: &str, at: usize) -> (CharClass, usize) {
     (class, c.len_utf8())
 }
 
-fn split_wordpunct(text: &str, spans: &mut Vec<Range<usize>>) {
-    let len = text.len();
+#[inline]
+fn split_wordpunct(text: &str, f: impl FnMut(Range<usize>)) {
+    if text.is_ascii() {
+        split_runs(text.len(), f, |at| (ASCII_CLASS[text.as_bytes()[at] as usize], 1));
+    } else {
+        split_runs(text.len(), f, |at| class_at(text, at));
+    }
+}
+
+/// Calls `f` with each maximal run of equal non-space class; `class_at(i)` gives the class and
+/// width of the character at byte `i`.
+#[inline(always)]
+fn split_runs(len: usize, mut f: impl FnMut(Range<usize>), class_at: impl Fn(usize) -> (CharClass, usize)) {
     let mut at = 0;
     while at < len {
-        let (class, width) = class_at(text, at);
+        let (class, width) = class_at(at);
         let start = at;
         at += width;
         if class == CharClass::Space {
             continue;
         }
         while at < len {
-            let (next, width) = class_at(text, at);
+            let (next, width) = class_at(at);
             if next != class {
                 break;
             }
             at += width;
         }
-        spans.push(start..at);
+        f(start..at);
     }
 }
 
@@ -141,7 +158,8 @@ fn is_fasttext_separator(b: u8) -> bool {
     matches!(b, b' ' | b'\n' | b'\r' | b'\t' | 0x0b | 0x0c | 0)
 }
 
-fn split_fasttext_whitespace(bytes: &[u8], spans: &mut Vec<Range<usize>>) {
+#[inline]
+fn split_fasttext_whitespace(bytes: &[u8], mut f: impl FnMut(Range<usize>)) {
     let mut at = 0;
     while at < bytes.len() {
         if is_fasttext_separator(bytes[at]) {
@@ -152,7 +170,7 @@ fn split_fasttext_whitespace(bytes: &[u8], spans: &mut Vec<Range<usize>>) {
         while at < bytes.len() && !is_fasttext_separator(bytes[at]) {
             at += 1;
         }
-        spans.push(start..at);
+        f(start..at);
     }
 }
 

@@ -1,0 +1,84 @@
+"""Helpers shared by the benchmark scripts: timing, the machine description, result files."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def timed(fn: Callable[[], Any], reps: int, before_each: Callable[[int], None] | None = None) -> list[float]:
+    """Wall-clock seconds of `reps` calls of `fn`, after one untimed warm-up call."""
+    if before_each:
+        before_each(-1)
+    fn()
+    times = []
+    for i in range(reps):
+        if before_each:
+            before_each(i)
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, core count, memory, OS and the versions that matter for the numbers."""
+    cpu = platform.processor()
+    flags: list[str] = []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and not cpu.strip():
+                    cpu = line.split(":", 1)[1].strip()
+                if line.startswith("flags") and not flags:
+                    flags = [x for x in line.split(":", 1)[1].split() if x in ("avx2", "avx512f", "sha_ni")]
+    except OSError:
+        pass
+    mem_gib = None
+    try:
+        with open("/proc/meminfo") as f:
+            mem_gib = round(int(f.readline().split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    versions = {}
+    for dist in ("tokensieve", "numpy", "data-selection", "nltk", "regex"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return {
+        "cpu": cpu,
+        "cpu_flags": flags,
+        "cores": os.cpu_count(),
+        "memory_gib": mem_gib,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+
+
+def write_result(name: str, payload: dict[str, Any]) -> Path:
+    """Writes `payload` plus the machine and a timestamp to results/<name>-<UTC time>.json."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    payload = {"benchmark": name, "date": now.isoformat(timespec="seconds"), "machine": machine(), **payload}
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}-{now.strftime('%Y%m%dT%H%M%SZ')}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path

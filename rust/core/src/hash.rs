@@ -3,8 +3,8 @@
 //!
 //! * `dsir-sha256` reproduces the `data-selection` package: the n-gram's tokens joined by one
 //!   ASCII space, SHA-256 of the UTF-8 bytes, the digest read as a big-endian 256-bit integer,
-//!   modulo the bucket count. A per-thread memo table skips SHA-256 for n-grams seen before
-//!   (most of them in real text) without changing any result.
+//!   modulo the bucket count. A small per-thread cache skips SHA-256 for frequent n-grams
+//!   without changing any result ([`Sha256Buckets`]).
 //! * `fast-v1` is the default of speed: a 64-bit hash of each token's bytes ([`fast_hash_bytes`]),
 //!   n-grams folded left to right with [`fast_combine`], and the key mapped onto the buckets with
 //!   a multiply-shift ([`fast_bucket`]), so any bucket count works. Token ids hash with
@@ -55,67 +55,108 @@ pub fn dsir_sha256_bucket(bytes: &[u8], buckets: u32) -> u32 {
     }) as u32
 }
 
-/// Entries a thread's memo table may hold; beyond it, new n-grams are hashed but not kept.
-const MEMO_MAX_ENTRIES: usize = 1 << 22;
-/// Bytes of n-gram text a thread's memo table may hold.
-const MEMO_MAX_BYTES: usize = 1 << 26;
+/// Slots of a thread's n-gram cache (one 64-byte line each: 4 MiB).
+const CACHE_SLOTS: usize = 1 << 16;
+/// Longest n-gram, in bytes, that the cache holds; longer ones are always hashed.
+const CACHE_MAX_LEN: usize = 51;
 
-struct MemoEntry {
+/// One cache line: an n-gram's bytes, their `fast-v1` key, and their bucket.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct CacheSlot {
     key: u64,
-    start: u32,
-    len: u32,
     bucket: u32,
+    len: u8,
+    bytes: [u8; CACHE_MAX_LEN],
 }
 
-/// A thread's table from n-gram bytes to `dsir-sha256` bucket. The bytes live in one arena and
-/// are compared on every hit, so a result is always the exact SHA-256 bucket. It holds at most
-/// [`MEMO_MAX_ENTRIES`] n-grams and [`MEMO_MAX_BYTES`] bytes (about 170 MB); when full, it
-/// keeps what it has (the frequent n-grams come early) and hashes the rest every time.
-pub struct Sha256Memo {
+const EMPTY_SLOT: CacheSlot = CacheSlot { key: 0, bucket: 0, len: 0, bytes: [0; CACHE_MAX_LEN] };
+
+/// `dsir-sha256` buckets for one bucket count, through a small direct-mapped cache of recent
+/// n-grams. The cache fits in the processor's caches (a large hash table does not, and a
+/// lookup missing the caches costs more than SHA-256 itself); frequent n-grams stay in it. A hit
+/// compares the n-gram's bytes, so every result is the exact SHA-256 bucket.
+pub struct Sha256Buckets {
     buckets: u32,
-    table: hashbrown::HashTable<MemoEntry>,
-    arena: Vec<u8>,
+    /// 2^(64k) mod `buckets` for the four 64-bit limbs of the digest (k = 3, 2, 1, 0).
+    limb_weights: [u64; 4],
+    slots: Box<[CacheSlot]>,
 }
 
-impl Sha256Memo {
-    /// The bucket of `ngram` under `dsir-sha256`.
+impl Sha256Buckets {
+    pub fn new(buckets: u32) -> Self {
+        let m = u128::from(buckets);
+        let two_64 = (1u128 << 64) % m;
+        let mut limb_weights = [1u64 % u64::from(buckets); 4];
+        for k in (0..3).rev() {
+            limb_weights[k] = (u128::from(limb_weights[k + 1]) * two_64 % m) as u64;
+        }
+        Sha256Buckets { buckets, limb_weights, slots: vec![EMPTY_SLOT; CACHE_SLOTS].into_boxed_slice() }
+    }
+
+    /// The bucket of `ngram` under `dsir-sha256`; equal to [`dsir_sha256_bucket`].
     pub fn bucket(&mut self, ngram: &[u8]) -> u32 {
+        if ngram.len() > CACHE_MAX_LEN {
+            return self.compute(ngram);
+        }
         let key = fast_hash_bytes(ngram);
-        let arena = &self.arena;
-        let found =
-            self.table.find(key, |e| e.key == key && arena[e.start as usize..(e.start + e.len) as usize] == *ngram);
-        if let Some(entry) = found {
-            return entry.bucket;
+        let index = key as usize & (CACHE_SLOTS - 1);
+        let slot = &self.slots[index];
+        if slot.key == key && usize::from(slot.len) == ngram.len() && slot.bytes[..ngram.len()] == *ngram {
+            return slot.bucket;
         }
-        let bucket = dsir_sha256_bucket(ngram, self.buckets);
-        if self.table.len() < MEMO_MAX_ENTRIES && self.arena.len() + ngram.len() <= MEMO_MAX_BYTES {
-            let entry = MemoEntry { key, start: self.arena.len() as u32, len: ngram.len() as u32, bucket };
-            self.arena.extend_from_slice(ngram);
-            self.table.insert_unique(key, entry, |e| e.key);
-        }
+        let bucket = self.compute(ngram);
+        let slot = &mut self.slots[index];
+        slot.key = key;
+        slot.bucket = bucket;
+        slot.len = ngram.len() as u8;
+        slot.bytes[..ngram.len()].copy_from_slice(ngram);
         bucket
+    }
+
+    /// SHA-256, then the 256-bit big-endian digest modulo the bucket count as a weighted sum of
+    /// its limbs (each term < 2^96, so the sum fits in a u128): one division instead of eight.
+    fn compute(&self, ngram: &[u8]) -> u32 {
+        let limbs = sha256_limbs(ngram);
+        let sum: u128 = limbs.iter().zip(self.limb_weights).map(|(&l, w)| u128::from(l) * u128::from(w)).sum();
+        (sum % u128::from(self.buckets)) as u32
     }
 }
 
-thread_local! {
-    static SHA256_MEMO: RefCell<Sha256Memo> = RefCell::new(Sha256Memo {
-        buckets: 0,
-        table: hashbrown::HashTable::new(),
-        arena: Vec::new(),
-    });
+const SHA256_INITIAL_STATE: [u32; 8] =
+    [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+
+/// SHA-256 of `message` as four big-endian 64-bit limbs, most significant first. A message of
+/// at most 55 bytes fits one padded block, compressed directly without the streaming API.
+fn sha256_limbs(message: &[u8]) -> [u64; 4] {
+    let words: [u32; 8] = if message.len() <= 55 {
+        let mut block = [0u8; 64];
+        block[..message.len()].copy_from_slice(message);
+        block[message.len()] = 0x80;
+        block[56..].copy_from_slice(&(message.len() as u64 * 8).to_be_bytes());
+        let mut state = SHA256_INITIAL_STATE;
+        sha2::block_api::compress256(&mut state, &[block]);
+        state
+    } else {
+        let digest = Sha256::digest(message);
+        std::array::from_fn(|i| u32::from_be_bytes(digest[4 * i..4 * i + 4].try_into().expect("4 bytes")))
+    };
+    std::array::from_fn(|k| (u64::from(words[2 * k]) << 32) | u64::from(words[2 * k + 1]))
 }
 
-/// Runs `f` with this thread's memo table for `buckets` buckets (emptied if it held another
-/// bucket count).
-pub fn with_sha256_memo<R>(buckets: u32, f: impl FnOnce(&mut Sha256Memo) -> R) -> R {
-    SHA256_MEMO.with(|memo| {
-        let mut memo = memo.borrow_mut();
-        if memo.buckets != buckets {
-            memo.table.clear();
-            memo.arena.clear();
-            memo.buckets = buckets;
+thread_local! {
+    static SHA256_BUCKETS: RefCell<Option<Sha256Buckets>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's [`Sha256Buckets`] for `buckets` buckets (built anew if the
+/// thread last used another bucket count).
+pub fn with_sha256_buckets<R>(buckets: u32, f: impl FnOnce(&mut Sha256Buckets) -> R) -> R {
+    SHA256_BUCKETS.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.as_ref().is_none_or(|b| b.buckets != buckets) {
+            *cell = Some(Sha256Buckets::new(buckets));
         }
-        f(&mut memo)
+        f(cell.as_mut().expect("set above"))
     })
 }
 
@@ -213,10 +254,10 @@ mod tests {
     fn sha256_matches_data_selection_vectors() {
         assert_eq!(dsir_sha256_bucket(b"alice", 10_000), 6720);
         assert_eq!(dsir_sha256_bucket(b"alice went", 10_000), 114);
-        with_sha256_memo(10_000, |memo| {
+        with_sha256_buckets(10_000, |cache| {
             for _ in 0..2 {
-                assert_eq!(memo.bucket(b"alice"), 6720);
-                assert_eq!(memo.bucket(b"alice went"), 114);
+                assert_eq!(cache.bucket(b"alice"), 6720);
+                assert_eq!(cache.bucket(b"alice went"), 114);
             }
         });
     }
@@ -232,11 +273,21 @@ mod tests {
     }
 
     #[test]
-    fn memo_follows_bucket_count_changes() {
-        let a = with_sha256_memo(10_000, |memo| memo.bucket(b"memo"));
-        let b = with_sha256_memo(97, |memo| memo.bucket(b"memo"));
-        assert_eq!(a, dsir_sha256_bucket(b"memo", 10_000));
-        assert_eq!(b, dsir_sha256_bucket(b"memo", 97));
+    fn cached_buckets_equal_the_reference_for_any_count_and_length() {
+        for m in [1u32, 7, 10_000, 10_001, 1 << 31, u32::MAX] {
+            let mut cache = Sha256Buckets::new(m);
+            for len in [1usize, 5, 50, 51, 52, 200] {
+                for seed in 0..50u8 {
+                    let ngram: Vec<u8> = (0..len).map(|i| b'a' + (i as u8).wrapping_mul(seed) % 26).collect();
+                    let expected = dsir_sha256_bucket(&ngram, m);
+                    assert_eq!(cache.bucket(&ngram), expected);
+                    assert_eq!(cache.bucket(&ngram), expected, "second lookup, a cache hit");
+                }
+            }
+        }
+        let a = with_sha256_buckets(10_000, |c| c.bucket(b"memo"));
+        let b = with_sha256_buckets(97, |c| c.bucket(b"memo"));
+        assert_eq!((a, b), (dsir_sha256_bucket(b"memo", 10_000), dsir_sha256_bucket(b"memo", 97)));
     }
 
     #[test]

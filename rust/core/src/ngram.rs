@@ -169,8 +169,8 @@ impl Featurizer {
         }
     }
 
-    /// Joins each n-gram's tokens with one space (lowercasing ASCII if asked) and looks its
-    /// bucket up in this thread's SHA-256 memo table.
+    /// Joins each n-gram's tokens with one space (lowercasing ASCII if asked) and takes its
+    /// bucket through this thread's SHA-256 cache.
     fn emit_sha256(
         &self,
         text: &[u8],
@@ -179,7 +179,7 @@ impl Featurizer {
         joined: &mut Vec<u8>,
         emit: &mut impl FnMut(u32),
     ) {
-        hash::with_sha256_memo(self.space.buckets, |memo| {
+        hash::with_sha256_buckets(self.space.buckets, |cache| {
             for start in 0..spans.len() {
                 joined.clear();
                 for (order, span) in spans[start..].iter().take(self.space.ngrams).enumerate() {
@@ -191,7 +191,7 @@ impl Featurizer {
                     if lowercase_ascii {
                         joined[from..].make_ascii_lowercase();
                     }
-                    emit(memo.bucket(joined));
+                    emit(cache.bucket(joined));
                 }
             }
         });

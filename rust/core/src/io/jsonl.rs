@@ -46,15 +46,14 @@ fn produce_blocks(mut reader: Box<dyn Read + Send>, target: usize, tx: mpsc::Syn
             if have >= target && memchr::memrchr(b'\n', &buf).is_some() {
                 break;
             }
-            buf.resize(have.max(target).max(have + (1 << 16)), 0);
-            match reader.read(&mut buf[have..]) {
+            // `read_to_end` fills spare capacity without zeroing it first.
+            let want = target.saturating_sub(have).max(1 << 16) as u64;
+            match reader.by_ref().take(want).read_to_end(&mut buf) {
                 Ok(0) => {
-                    buf.truncate(have);
                     eof = true;
                     break;
                 }
-                Ok(n) => buf.truncate(have + n),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(have),
+                Ok(_) => {}
                 Err(e) => {
                     let _ = tx.send(Err(e));
                     return;

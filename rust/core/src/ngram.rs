@@ -199,48 +199,46 @@ impl Featurizer {
 
     /// Sparse per-document counts of `docs`, in input order, computed on `pool`.
     pub fn transform<D: AsRef<str> + Sync>(&self, pool: &rayon::ThreadPool, docs: &[D]) -> CsrCounts {
-        let pieces: Vec<CsrCounts> = pool.install(|| {
-            docs.par_chunks(DOCS_PER_TASK)
-                .map(|chunk| {
-                    let mut scratch = Scratch::default();
-                    let mut piece = CsrCounts { indptr: Vec::with_capacity(chunk.len()), ..Default::default() };
-                    for doc in chunk {
-                        let mut buckets = std::mem::take(&mut scratch.buckets);
-                        buckets.clear();
-                        self.for_each_bucket(doc.as_ref(), &mut scratch, |b| buckets.push(b));
-                        push_row(&mut piece, &mut buckets);
-                        scratch.buckets = buckets;
-                    }
-                    piece
-                })
-                .collect()
+        let Ok(csr) = csr_rows::<_, std::convert::Infallible>(pool, docs, |doc, scratch, emit| {
+            self.for_each_bucket(doc.as_ref(), scratch, emit);
+            Ok(())
         });
-        concat_rows(pieces)
+        csr
     }
 
     /// Sparse per-document counts of token-id documents: document i is
     /// `ids[offsets[i]..offsets[i + 1]]`.
     pub fn transform_ids<T: TokenId>(&self, pool: &rayon::ThreadPool, ids: &[T], offsets: &[u64]) -> Result<CsrCounts> {
         let ranges = id_ranges(ids.len(), offsets)?;
-        let pieces: Result<Vec<CsrCounts>> = pool.install(|| {
-            ranges
-                .par_chunks(DOCS_PER_TASK)
-                .map(|chunk| {
-                    let mut scratch = Scratch::default();
-                    let mut piece = CsrCounts { indptr: Vec::with_capacity(chunk.len()), ..Default::default() };
-                    for range in chunk {
-                        let mut buckets = std::mem::take(&mut scratch.buckets);
-                        buckets.clear();
-                        self.for_each_bucket_of_ids(&ids[range.clone()], &mut scratch, |b| buckets.push(b))?;
-                        push_row(&mut piece, &mut buckets);
-                        scratch.buckets = buckets;
-                    }
-                    Ok(piece)
-                })
-                .collect()
-        });
-        Ok(concat_rows(pieces?))
+        csr_rows(pool, &ranges, |range, scratch, emit| self.for_each_bucket_of_ids(&ids[range.clone()], scratch, emit))
     }
+}
+
+/// One CSR row per item, in order, computed in parallel: `row(item, scratch, emit)` emits the
+/// item's buckets.
+fn csr_rows<T: Sync, E: Send>(
+    pool: &rayon::ThreadPool,
+    items: &[T],
+    row: impl Fn(&T, &mut Scratch, &mut dyn FnMut(u32)) -> Result<(), E> + Sync,
+) -> Result<CsrCounts, E> {
+    let pieces: Result<Vec<CsrCounts>, E> = pool.install(|| {
+        items
+            .par_chunks(DOCS_PER_TASK)
+            .map(|chunk| {
+                let mut scratch = Scratch::default();
+                let mut piece = CsrCounts { indptr: Vec::with_capacity(chunk.len()), ..Default::default() };
+                for item in chunk {
+                    let mut buckets = std::mem::take(&mut scratch.buckets);
+                    buckets.clear();
+                    row(item, &mut scratch, &mut |b| buckets.push(b))?;
+                    push_row(&mut piece, &mut buckets);
+                    scratch.buckets = buckets;
+                }
+                Ok(piece)
+            })
+            .collect()
+    });
+    Ok(concat_rows(pieces?))
 }
 
 /// Checks that `offsets` is a non-decreasing list of positions into `ids` starting at 0 and

@@ -9,8 +9,8 @@ Measured in one process, medians over repeated runs:
   as the ``data-selection`` package calls it), on a slice of the same texts;
 * a plain pass over the same bytes: ``bytes.count(b"\\n")``, i.e. memory speed.
 
-The ``dsir-sha256`` memo table is per thread and lives as long as the process: to time cold
-caches, each repetition alternates the bucket count between 10000 and 10001, which empties it.
+The ``dsir-sha256`` n-gram cache is per thread and lives as long as the process: to time cold
+caches, each repetition alternates the bucket count between 10000 and 10001, which rebuilds it.
 
 Usage: python benches/bench_features.py [--reps 5] [--reference-docs 3000]
 """
@@ -41,8 +41,8 @@ def load_pool(pool_dir: Path) -> tuple[list[Path], list[str]]:
 
 
 def time_sum_counts(family: str, threads: int, source: object, reps: int) -> list[float]:
-    """Seconds per `sum_counts(source)`. Alternating the bucket count empties the dsir-sha256
-    memo tables between repetitions, so every run starts cold."""
+    """Seconds per `sum_counts(source)`. Alternating the bucket count rebuilds the dsir-sha256
+    caches between repetitions, so every run starts cold."""
     featurizers = [
         tokensieve.HashedNgrams(hash=family, buckets=b, num_threads=threads) for b in (10000, 10001)
     ]

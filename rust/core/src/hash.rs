@@ -70,7 +70,9 @@ struct CacheSlot {
     bytes: [u8; CACHE_MAX_LEN],
 }
 
-const EMPTY_SLOT: CacheSlot = CacheSlot { key: 0, bucket: 0, len: 0, bytes: [0; CACHE_MAX_LEN] };
+/// An unused slot: its length is longer than any cached n-gram, so no lookup ever matches it
+/// (a length of 0 would match the empty string, whose `fast-v1` key is 0).
+const EMPTY_SLOT: CacheSlot = CacheSlot { key: 0, bucket: 0, len: u8::MAX, bytes: [0; CACHE_MAX_LEN] };
 
 /// `dsir-sha256` buckets for one bucket count, through a small direct-mapped cache of recent
 /// n-grams. The cache fits in the processor's caches (a large hash table does not, and a
@@ -276,7 +278,7 @@ mod tests {
     fn cached_buckets_equal_the_reference_for_any_count_and_length() {
         for m in [1u32, 7, 10_000, 10_001, 1 << 31, u32::MAX] {
             let mut cache = Sha256Buckets::new(m);
-            for len in [1usize, 5, 50, 51, 52, 200] {
+            for len in [0usize, 1, 5, 50, 51, 52, 200] {
                 for seed in 0..50u8 {
                     let ngram: Vec<u8> = (0..len).map(|i| b'a' + (i as u8).wrapping_mul(seed) % 26).collect();
                     let expected = dsir_sha256_bucket(&ngram, m);

@@ -11,6 +11,7 @@
 //!   [`fast_hash_id`] instead of their bytes.
 
 use std::cell::RefCell;
+use std::ops::Range;
 
 use sha2::{Digest, Sha256};
 
@@ -182,10 +183,25 @@ pub fn fast_hash_bytes(bytes: &[u8]) -> u64 {
     fast_hash_words(bytes, |w| w)
 }
 
-/// [`fast_hash_bytes`] of the ASCII-lowercased `bytes`, lowercasing eight bytes at a time.
-#[inline]
-pub fn fast_hash_ascii_lowercase(bytes: &[u8]) -> u64 {
-    fast_hash_words(bytes, ascii_lowercase_word)
+/// [`fast_hash_bytes`] of the ASCII-lowercased token `text[span]`, lowercasing eight bytes at a
+/// time; `None` when the token has a byte >= 0x80 (which needs Unicode lowercasing). A token of
+/// at most eight bytes is read with one load from `text` where `text` extends far enough.
+#[inline(always)]
+pub fn fast_hash_ascii_lowercase_in(text: &[u8], span: Range<usize>) -> Option<u64> {
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    let len = span.len();
+    if (1..=8).contains(&len) {
+        if let Some(word) = text.get(span.start..).and_then(|rest| rest.first_chunk::<8>()) {
+            let w = u64::from_le_bytes(*word) & (u64::MAX >> (64 - 8 * len));
+            if w & HIGH_BITS != 0 {
+                return None;
+            }
+            let h = ((len as u64).wrapping_mul(K0) ^ ascii_lowercase_word(w)).wrapping_mul(K1).rotate_left(31);
+            return Some(fmix64(h));
+        }
+    }
+    let token = &text[span];
+    token.is_ascii().then(|| fast_hash_words(token, ascii_lowercase_word))
 }
 
 /// Lowercases the ASCII letters among the eight bytes of `w` (bytes >= 0x80 stay as they are).
@@ -294,14 +310,17 @@ mod tests {
 
     #[test]
     fn lowercasing_hash_equals_hash_of_lowercased_bytes() {
+        // Every window of every byte value, including windows that end at the end of the text.
         let all_bytes: Vec<u8> = (0u8..=255).collect();
         for len in 0..=24 {
-            for start in 0..all_bytes.len() - len {
-                let s = &all_bytes[start..start + len];
-                assert_eq!(fast_hash_ascii_lowercase(s), fast_hash_bytes(&s.to_ascii_lowercase()), "{s:?}");
+            for start in 0..=all_bytes.len() - len {
+                let span = start..start + len;
+                let s = &all_bytes[span.clone()];
+                let expected = s.is_ascii().then(|| fast_hash_bytes(&s.to_ascii_lowercase()));
+                assert_eq!(fast_hash_ascii_lowercase_in(&all_bytes, span), expected, "{s:?}");
             }
         }
-        assert_eq!(fast_hash_ascii_lowercase(b"@AZ[`az{"), fast_hash_bytes(b"@az[`az{"));
+        assert_eq!(fast_hash_ascii_lowercase_in(b"x@AZ[`az{x", 1..9), Some(fast_hash_bytes(b"@az[`az{")));
     }
 
     #[test]

@@ -65,7 +65,26 @@ pub struct Scratch {
     spans: Vec<Range<usize>>,
     keys: Vec<u64>,
     joined: Vec<u8>,
+    token: Vec<u8>,
     buckets: Vec<u32>,
+}
+
+/// `fast-v1` hash of the token `text[span]` lowercased like Python's `str.lower()` (final sigma
+/// aside): ASCII eight bytes at a time, other tokens through `lowered`.
+#[inline(always)]
+fn fast_hash_lowercased(text: &str, span: Range<usize>, lowered: &mut Vec<u8>) -> u64 {
+    match hash::fast_hash_ascii_lowercase_in(text.as_bytes(), span.clone()) {
+        Some(key) => key,
+        None => fast_hash_unicode_lowercased(&text[span], lowered),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn fast_hash_unicode_lowercased(token: &str, lowered: &mut Vec<u8>) -> u64 {
+    lowered.clear();
+    text::lowercase_token_into(token, lowered);
+    hash::fast_hash_bytes(lowered)
 }
 
 /// Per-document sparse counts in CSR layout; `indices` are sorted within each row.
@@ -97,27 +116,26 @@ impl Featurizer {
 
     /// Calls `emit` with the bucket of every n-gram of `text`.
     pub fn for_each_bucket(&self, text: &str, scratch: &mut Scratch, mut emit: impl FnMut(u32)) {
-        let Scratch { text: lowered, spans, keys, joined, .. } = scratch;
-        // ASCII lowercases byte for byte without changing any character class, so ASCII text is
-        // split as it is and lowercased as it is hashed, saving a copy.
-        let lowercase_ascii = self.space.lowercase && text.is_ascii();
-        let text = if self.space.lowercase && !lowercase_ascii { text::lowercase_into(text, lowered) } else { text };
-        let bytes = text.as_bytes();
-        let tokenizer = self.space.tokenizer;
+        let Scratch { text: lowered, spans, keys, joined, token, .. } = scratch;
+        // Lowercasing keeps every character's class, so the text is split as it is and each
+        // token is lowercased as it is hashed; only the final-sigma rule needs the whole text.
+        let whole = self.space.lowercase && text::needs_whole_text_lowercasing(text);
+        let text = if whole { text::lowercase_into(text, lowered) } else { text };
+        let lowercase_tokens = self.space.lowercase && !whole;
+        spans.clear();
+        self.space.tokenizer.split_into(text, spans);
         match self.space.hash {
             HashFamily::FastV1 => {
                 keys.clear();
-                if lowercase_ascii {
-                    tokenizer.for_each_token(text, |r| keys.push(hash::fast_hash_ascii_lowercase(&bytes[r])));
+                if lowercase_tokens {
+                    keys.extend(spans.iter().map(|r| fast_hash_lowercased(text, r.clone(), token)));
                 } else {
-                    tokenizer.for_each_token(text, |r| keys.push(hash::fast_hash_bytes(&bytes[r])));
+                    keys.extend(spans.iter().map(|r| hash::fast_hash_bytes(&text.as_bytes()[r.clone()])));
                 }
                 self.emit_fast(keys, &mut emit);
             }
             HashFamily::DsirSha256 => {
-                spans.clear();
-                tokenizer.split_into(text, spans);
-                self.emit_sha256(bytes, spans, lowercase_ascii, joined, &mut emit);
+                self.emit_sha256(text, spans, lowercase_tokens, joined, &mut emit);
             }
         }
     }
@@ -151,7 +169,7 @@ impl Featurizer {
                     spans.push(start..text.len());
                     text.push(' ');
                 }
-                self.emit_sha256(text.as_bytes(), spans, false, joined, &mut emit);
+                self.emit_sha256(text, spans, false, joined, &mut emit);
             }
         }
         Ok(())
@@ -169,13 +187,13 @@ impl Featurizer {
         }
     }
 
-    /// Joins each n-gram's tokens with one space (lowercasing ASCII if asked) and takes its
+    /// Joins each n-gram's tokens with one space (lowercasing each token if asked) and takes its
     /// bucket through this thread's SHA-256 cache.
     fn emit_sha256(
         &self,
-        text: &[u8],
+        text: &str,
         spans: &[Range<usize>],
-        lowercase_ascii: bool,
+        lowercase_tokens: bool,
         joined: &mut Vec<u8>,
         emit: &mut impl FnMut(u32),
     ) {
@@ -186,10 +204,15 @@ impl Featurizer {
                     if order > 0 {
                         joined.push(b' ');
                     }
-                    let from = joined.len();
-                    joined.extend_from_slice(&text[span.clone()]);
-                    if lowercase_ascii {
+                    let token = &text[span.clone()];
+                    if !lowercase_tokens {
+                        joined.extend_from_slice(token.as_bytes());
+                    } else if token.is_ascii() {
+                        let from = joined.len();
+                        joined.extend_from_slice(token.as_bytes());
                         joined[from..].make_ascii_lowercase();
+                    } else {
+                        text::lowercase_token_into(token, joined);
                     }
                     emit(cache.bucket(joined));
                 }
@@ -320,6 +343,7 @@ impl CountAccumulator {
             docs.par_chunks(DOCS_PER_TASK).for_each(|chunk| {
                 let mut scratch = Scratch::default();
                 self.with_thread_counts(|counts| {
+                    let counts = counts.as_mut_slice();
                     for doc in chunk {
                         self.featurizer.for_each_bucket(doc.as_ref(), &mut scratch, |b| counts[b as usize] += 1);
                     }

@@ -12,6 +12,10 @@
 //! * [`Tokenizer::Whitespace`]: fastText's split on the bytes space, `\n`, `\r`, `\t`, `\v`,
 //!   `\f` and `\0`.
 //!
+//! Both split 64 bytes at a time: SIMD comparisons classify the ASCII bytes of a block into
+//! bitmasks, each non-ASCII character is decoded and classified on its own, and token starts and
+//! ends fall out of the masks with a few shifts.
+//!
 //! Lowercasing, when asked for, is Python's `str.lower()`: the full Unicode case mapping with the
 //! final-sigma rule (`'İ'` becomes two code points, a word-final `Σ` becomes `ς`).
 
@@ -79,99 +83,226 @@ pub fn lowercase_into<'a>(text: &str, scratch: &'a mut String) -> &'a str {
     scratch
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum CharClass {
-    Space,
+/// Lowercases one token like Python's `str.lower()` would inside its text, appending to `out`.
+///
+/// Lowercasing character by character is exact except for the final-sigma rule, which looks
+/// at the neighbours of `Σ` across token boundaries: callers lowercase text that contains `Σ`
+/// as a whole with [`lowercase_into`] instead (see [`needs_whole_text_lowercasing`]).
+pub fn lowercase_token_into(token: &str, out: &mut Vec<u8>) {
+    let mut utf8 = [0u8; 4];
+    for c in token.chars().flat_map(char::to_lowercase) {
+        out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+    }
+}
+
+/// Whether lowercasing `text` token by token could differ from lowercasing it whole: only the
+/// final-sigma rule of `Σ` (U+03A3) depends on neighbouring characters.
+pub fn needs_whole_text_lowercasing(text: &str) -> bool {
+    // 'Σ' is 0xCE 0xA3 in UTF-8.
+    memchr::memmem::find(text.as_bytes(), "Σ".as_bytes()).is_some()
+}
+
+/// Splitting works on blocks of 64 bytes, one bit per byte.
+const BLOCK: usize = 64;
+
+/// Which bytes of a block belong to word runs and which to punctuation runs; bytes in neither
+/// are spaces. A token is a maximal run of one class.
+struct RunMasks {
+    word: u64,
+    punct: u64,
+}
+
+/// Per-byte classes of the ASCII bytes of a block, and where its non-ASCII bytes are.
+struct AsciiMasks {
+    /// `[0-9A-Za-z_]`.
+    word: u64,
+    /// `\s` within ASCII: space, `\t`, `\n`, `\v`, `\f`, `\r`.
+    space: u64,
+    /// fastText's separators: space, `\n`, `\r`, `\t`, `\v`, `\f`, `\0`.
+    fasttext_separator: u64,
+    /// Bytes >= 0x80.
+    non_ascii: u64,
+}
+
+#[cfg(target_arch = "x86_64")]
+fn ascii_masks(block: &[u8; BLOCK]) -> AsciiMasks {
+    use std::arch::x86_64::*;
+    let mut masks = AsciiMasks { word: 0, space: 0, fasttext_separator: 0, non_ascii: 0 };
+    // SAFETY: SSE2 is part of the x86_64 baseline, and each load reads 16 bytes of `block`
+    // (`loadu` has no alignment requirement).
+    unsafe {
+        let splat = |b: u8| _mm_set1_epi8(b as i8);
+        // Signed comparisons: bytes >= 0x80 are negative, so they fall outside every ASCII range.
+        let in_range = |v: __m128i, lo: u8, hi: u8| {
+            _mm_and_si128(_mm_cmpgt_epi8(v, splat(lo - 1)), _mm_cmplt_epi8(v, splat(hi + 1)))
+        };
+        let bits = |v: __m128i| u64::from(_mm_movemask_epi8(v) as u16);
+        for (k, chunk) in block.chunks_exact(16).enumerate() {
+            let v = _mm_loadu_si128(chunk.as_ptr().cast());
+            let letter = in_range(_mm_or_si128(v, splat(0x20)), b'a', b'z');
+            let word = _mm_or_si128(_mm_or_si128(letter, in_range(v, b'0', b'9')), _mm_cmpeq_epi8(v, splat(b'_')));
+            let space = _mm_or_si128(in_range(v, b'\t', b'\r'), _mm_cmpeq_epi8(v, splat(b' ')));
+            let separator = _mm_or_si128(space, _mm_cmpeq_epi8(v, _mm_setzero_si128()));
+            let shift = 16 * k;
+            masks.word |= bits(word) << shift;
+            masks.space |= bits(space) << shift;
+            masks.fasttext_separator |= bits(separator) << shift;
+            masks.non_ascii |= bits(v) << shift;
+        }
+    }
+    masks
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn ascii_masks(block: &[u8; BLOCK]) -> AsciiMasks {
+    let mut masks = AsciiMasks { word: 0, space: 0, fasttext_separator: 0, non_ascii: 0 };
+    for (i, &b) in block.iter().enumerate() {
+        let bit = 1u64 << i;
+        if b.is_ascii_alphanumeric() || b == b'_' {
+            masks.word |= bit;
+        }
+        if matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
+            masks.space |= bit;
+        }
+        if matches!(b, b' ' | b'\n' | b'\r' | b'\t' | 0x0b | 0x0c | 0) {
+            masks.fasttext_separator |= bit;
+        }
+        if b >= 0x80 {
+            masks.non_ascii |= bit;
+        }
+    }
+    masks
+}
+
+/// The low `n` bits (n <= 64).
+#[inline]
+fn low_bits(n: usize) -> u64 {
+    if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }
+}
+
+/// The class of a non-ASCII character under `wordpunct`.
+#[derive(Clone, Copy, Default)]
+enum WideClass {
     Word,
+    Space,
+    #[default]
     Punct,
 }
 
-const ASCII_CLASS: [CharClass; 128] = {
-    let mut table = [CharClass::Punct; 128];
-    let mut b = 0;
-    while b < 128 {
-        let c = b as u8;
-        table[b] = if c.is_ascii_alphanumeric() || c == b'_' {
-            CharClass::Word
-        } else if matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
-            CharClass::Space
+impl WideClass {
+    fn of(c: char) -> Self {
+        if regex_syntax::is_word_character(c) {
+            WideClass::Word
+        } else if c.is_whitespace() {
+            WideClass::Space
         } else {
-            CharClass::Punct
-        };
-        b += 1;
+            WideClass::Punct
+        }
     }
-    table
-};
+}
 
-/// Class and UTF-8 length of the character starting at byte `at` of `text`.
+/// The bytes of a non-ASCII character that started in an earlier block.
+#[derive(Default)]
+struct Straddling {
+    class: WideClass,
+    bytes_left: usize,
+}
+
+/// Word-punct classes of a block: ASCII bytes from the SIMD masks, each non-ASCII character
+/// decoded and classified, its class given to all its bytes.
 #[inline]
-fn class_at(text: &str, at: usize) -> (CharClass, usize) {
-    let b = text.as_bytes()[at];
-    if b < 0x80 {
-        return (ASCII_CLASS[b as usize], 1);
-    }
-    let c = text[at..].chars().next().expect("`at` is a char boundary inside `text`");
-    let class = if c.is_whitespace() {
-        CharClass::Space
-    } else if regex_syntax::is_word_character(c) {
-        CharClass::Word
-    } else {
-        CharClass::Punct
+fn wordpunct_masks(text: &str, block: &[u8; BLOCK], base: usize, straddling: &mut Straddling) -> RunMasks {
+    let AsciiMasks { mut word, mut space, mut non_ascii, .. } = ascii_masks(block);
+    let mut set_class = |class: WideClass, bits: u64| match class {
+        WideClass::Word => word |= bits,
+        WideClass::Space => space |= bits,
+        WideClass::Punct => {}
     };
-    (class, c.len_utf8())
+    if straddling.bytes_left > 0 {
+        let bits = low_bits(straddling.bytes_left);
+        set_class(straddling.class, bits);
+        non_ascii &= !bits;
+        straddling.bytes_left = 0;
+    }
+    while non_ascii != 0 {
+        let at = non_ascii.trailing_zeros() as usize;
+        let c = text[base + at..].chars().next().expect("non-ASCII bytes left to classify start a character");
+        let class = WideClass::of(c);
+        let end = at + c.len_utf8();
+        let bits = low_bits(end) & !low_bits(at);
+        set_class(class, bits);
+        non_ascii &= !bits;
+        if end > BLOCK {
+            *straddling = Straddling { class, bytes_left: end - BLOCK };
+        }
+    }
+    RunMasks { word, punct: !(word | space) }
+}
+
+/// Calls `f` with each maximal run of bytes of one class, a block of 64 bytes at a time:
+/// `masks_of(block, base)` classifies the block starting at byte `base`. The text is followed by
+/// spaces up to a block boundary (and by a whole block of spaces if a token reaches the end of a
+/// text whose length is a multiple of 64), so every token ends inside some block.
+#[inline(always)]
+fn split_runs(
+    bytes: &[u8],
+    mut masks_of: impl FnMut(&[u8; BLOCK], usize) -> RunMasks,
+    mut f: impl FnMut(Range<usize>),
+) {
+    // Start of a token that runs past the current block.
+    let mut open: Option<usize> = None;
+    // Classes of the byte before the block, as bit 0.
+    let (mut word_before_block, mut punct_before_block) = (0u64, 0u64);
+    let mut padded = [b' '; BLOCK];
+    let mut base = 0;
+    while base < bytes.len() || (base == bytes.len() && open.is_some()) {
+        let block: &[u8; BLOCK] = match bytes[base..].first_chunk::<BLOCK>() {
+            Some(block) => block,
+            None => {
+                let tail = &bytes[base..];
+                padded[..tail.len()].copy_from_slice(tail);
+                &padded
+            }
+        };
+        let RunMasks { word, punct } = masks_of(block, base);
+        let word_before = (word << 1) | word_before_block;
+        let punct_before = (punct << 1) | punct_before_block;
+        word_before_block = word >> (BLOCK - 1);
+        punct_before_block = punct >> (BLOCK - 1);
+        // Bit i of `starts`: a token starts at byte i; of `ends`: a token ends just before byte i.
+        let mut starts = (word & !word_before) | (punct & !punct_before);
+        let mut ends = (word_before & !word) | (punct_before & !punct);
+        // Tokens alternate start, end, start, end: pair them off in order.
+        loop {
+            let start = match open.take() {
+                Some(start) => start,
+                None if starts != 0 => {
+                    let start = base + starts.trailing_zeros() as usize;
+                    starts &= starts - 1;
+                    start
+                }
+                None => break,
+            };
+            if ends == 0 {
+                open = Some(start);
+                break;
+            }
+            f(start..base + ends.trailing_zeros() as usize);
+            ends &= ends - 1;
+        }
+        base += BLOCK;
+    }
 }
 
 #[inline]
 fn split_wordpunct(text: &str, f: impl FnMut(Range<usize>)) {
-    if text.is_ascii() {
-        split_runs(text.len(), f, |at| (ASCII_CLASS[text.as_bytes()[at] as usize], 1));
-    } else {
-        split_runs(text.len(), f, |at| class_at(text, at));
-    }
-}
-
-/// Calls `f` with each maximal run of equal non-space class; `class_at(i)` gives the class and
-/// width of the character at byte `i`.
-#[inline(always)]
-fn split_runs(len: usize, mut f: impl FnMut(Range<usize>), class_at: impl Fn(usize) -> (CharClass, usize)) {
-    let mut at = 0;
-    while at < len {
-        let (class, width) = class_at(at);
-        let start = at;
-        at += width;
-        if class == CharClass::Space {
-            continue;
-        }
-        while at < len {
-            let (next, width) = class_at(at);
-            if next != class {
-                break;
-            }
-            at += width;
-        }
-        f(start..at);
-    }
+    let mut straddling = Straddling::default();
+    split_runs(text.as_bytes(), |block, base| wordpunct_masks(text, block, base, &mut straddling), f);
 }
 
 #[inline]
-fn is_fasttext_separator(b: u8) -> bool {
-    matches!(b, b' ' | b'\n' | b'\r' | b'\t' | 0x0b | 0x0c | 0)
-}
-
-#[inline]
-fn split_fasttext_whitespace(bytes: &[u8], mut f: impl FnMut(Range<usize>)) {
-    let mut at = 0;
-    while at < bytes.len() {
-        if is_fasttext_separator(bytes[at]) {
-            at += 1;
-            continue;
-        }
-        let start = at;
-        while at < bytes.len() && !is_fasttext_separator(bytes[at]) {
-            at += 1;
-        }
-        f(start..at);
-    }
+fn split_fasttext_whitespace(bytes: &[u8], f: impl FnMut(Range<usize>)) {
+    split_runs(bytes, |block, _| RunMasks { word: !ascii_masks(block).fasttext_separator, punct: 0 }, f);
 }
 
 #[cfg(test)]
@@ -224,6 +355,106 @@ mod tests {
         assert_eq!(t("Hello  World\n\tx\u{0}y\u{b}z\u{c}w\r"), ["Hello", "World", "x", "y", "z", "w"]);
         // Non-breaking space is not a fastText separator.
         assert_eq!(t("a\u{a0}b"), ["a\u{a0}b"]);
+    }
+
+    /// Character-at-a-time splitting, the definition the block splitter must match.
+    fn reference_tokens(tokenizer: Tokenizer, text: &str) -> Vec<String> {
+        let class = |c: char| match tokenizer {
+            Tokenizer::WordPunct => match WideClass::of(c) {
+                WideClass::Word => 1,
+                WideClass::Space => 0,
+                WideClass::Punct => 2,
+            },
+            Tokenizer::Whitespace => u8::from(!matches!(c, ' ' | '\n' | '\r' | '\t' | '\u{b}' | '\u{c}' | '\0')),
+        };
+        let mut out: Vec<String> = Vec::new();
+        let mut previous = 0;
+        for c in text.chars() {
+            let current = class(c);
+            if current != 0 {
+                if current == previous {
+                    out.last_mut().expect("a run is open").push(c);
+                } else {
+                    out.push(c.to_string());
+                }
+            }
+            previous = current;
+        }
+        out
+    }
+
+    #[test]
+    fn block_splitting_equals_character_splitting_across_block_boundaries() {
+        // Runs of each class and characters of every UTF-8 width, at every offset around block
+        // boundaries, in texts of lengths around multiples of 64.
+        let alphabet =
+            ["a", "Z", "_", "7", " ", "\n", "\0", ".", "--", "é", "€", "😀", "\u{a0}", "\u{3000}", "\u{301}", "²"];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..4000 {
+            let mut text = String::new();
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let target_len = (state % 200) as usize;
+            while text.len() < target_len {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let piece = alphabet[(state % alphabet.len() as u64) as usize];
+                let repeat = 1 + (state >> 32) as usize % 9;
+                for _ in 0..repeat {
+                    text.push_str(piece);
+                }
+            }
+            for tokenizer in [Tokenizer::WordPunct, Tokenizer::Whitespace] {
+                assert_eq!(
+                    tokens(tokenizer, &text, false),
+                    reference_tokens(tokenizer, &text),
+                    "{tokenizer:?} {text:?}"
+                );
+            }
+        }
+        // A token that ends exactly at a block boundary, and one that fills whole blocks.
+        for len in [63, 64, 65, 128, 200] {
+            let text = "x".repeat(len);
+            assert_eq!(tokens(Tokenizer::WordPunct, &text, false), vec![text.clone()]);
+            assert_eq!(tokens(Tokenizer::Whitespace, &text, false), vec![text]);
+        }
+    }
+
+    #[test]
+    fn lowercasing_keeps_every_characters_class() {
+        // This is what lets the featuriser split the original text and lowercase token by token.
+        // The exceptions are version skew: U+A7D2 and U+A7D4 (Unicode 16) have lowercase mappings
+        // in the standard library's tables but are unassigned in `regex-syntax`'s.
+        let skewed = ['\u{a7d2}', '\u{a7d4}'];
+        for c in (0..=u32::from(char::MAX)).filter_map(char::from_u32).filter(|c| !skewed.contains(c)) {
+            for lower in c.to_lowercase() {
+                assert!(
+                    std::mem::discriminant(&WideClass::of(lower)) == std::mem::discriminant(&WideClass::of(c)),
+                    "{c:?} lowercases to {lower:?} of another class"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn token_lowercasing_equals_text_lowercasing_without_capital_sigma() {
+        for text in ["İSTANBUL ǅemal", "ÀB-ΓΔ", "ΟΔΟΣ ΟΔΟΣ.", "ΑΣ ΒΑΣ'"] {
+            let mut whole = String::new();
+            let expected = tokens(Tokenizer::WordPunct, lowercase_into(text, &mut whole), false);
+            let mut spans = Vec::new();
+            Tokenizer::WordPunct.split_into(text, &mut spans);
+            let per_token: Vec<String> = spans
+                .into_iter()
+                .map(|span| {
+                    let mut out = Vec::new();
+                    lowercase_token_into(&text[span], &mut out);
+                    String::from_utf8(out).unwrap()
+                })
+                .collect();
+            assert_eq!(per_token == expected, !needs_whole_text_lowercasing(text), "{text:?}");
+        }
     }
 
     #[test]

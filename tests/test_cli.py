@@ -12,13 +12,30 @@ from tokensieve import HashedNgrams
 from tokensieve.cli import demo_files, main
 
 
-def test_demo_featurises_the_bundled_sample(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--num-threads", "2"]) == 0
+def test_demo_runs_dsir_on_the_bundled_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--num-threads", "2", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "1,865 docs" in out  # raw sample, every line a document
-    assert "150 docs" in out  # target sample
-    assert out.count("cosine similarity") == 2
+    assert "1,865 records" in out  # the raw sample, every line a document
+    assert "KL reduction +" in out
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    counts = manifest["counts"]
+    assert counts["selected"] + counts["not_selected"] + counts["too_short"] == counts["records"] == 1865
     assert all(p.stat().st_size < 2_000_000 for p in demo_files().values())
+
+
+def test_dsir_command_writes_what_the_api_selects(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    files = demo_files()
+    args = ["dsir", "--raw", str(files["raw"]), "--target", str(files["target"]), "--k", "50"]
+    assert main([*args, "--seed", "5", "--format", "jsonl", "--out", str(tmp_path / "cli")]) == 0
+    assert "selected 50 /" in capsys.readouterr().out
+    from tokensieve import DSIR
+    from tokensieve.io import Files
+
+    api = DSIR(Files([files["raw"]]), Files([files["target"]])).fit()
+    api.resample(50, seed=5, out=tmp_path / "api", output_format="jsonl")
+    cli_shard = (tmp_path / "cli" / "part-00000.jsonl").read_bytes()
+    assert cli_shard == (tmp_path / "api" / "part-00000.jsonl").read_bytes()
+    assert cli_shard.count(b"\n") == 50
 
 
 def test_featurize_writes_the_api_totals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

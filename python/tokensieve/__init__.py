@@ -1,12 +1,23 @@
 """tokensieve: score and select language-model pretraining data.
 
 The public API is organised one module per capability: :mod:`tokensieve.features` (hashed
-n-gram features), :mod:`tokensieve.io` (corpus inputs and read reports),
-:mod:`tokensieve.exceptions`, and the command line in :mod:`tokensieve.cli`.
+n-gram features), :mod:`tokensieve.dsir` (importance resampling), :mod:`tokensieve.io` (corpus
+inputs and read reports), :mod:`tokensieve.exceptions`, and the command line in
+:mod:`tokensieve.cli`.
 """
 
-from tokensieve import exceptions, features, io
+from tokensieve import dsir, exceptions, features, io
 from tokensieve._core import __version__, resolve_num_threads
+from tokensieve.dsir import DSIR
 from tokensieve.features import HashedNgrams
 
-__all__ = ["HashedNgrams", "__version__", "exceptions", "features", "io", "resolve_num_threads"]
+__all__ = [
+    "DSIR",
+    "HashedNgrams",
+    "__version__",
+    "dsir",
+    "exceptions",
+    "features",
+    "io",
+    "resolve_num_threads",
+]

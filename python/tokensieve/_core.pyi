@@ -7,7 +7,16 @@ from typing import Any, final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["NgramFeaturizer", "__version__", "resolve_num_threads", "scan_files", "tokenize"]
+__all__ = [
+    "ImportanceModel",
+    "NgramFeaturizer",
+    "__version__",
+    "resolve_num_threads",
+    "scan_files",
+    "tokenize",
+    "write_selected_files",
+    "write_selected_texts",
+]
 __version__: str
 
 _Csr = tuple[npt.NDArray[np.int64], npt.NDArray[np.int32 | np.int64], npt.NDArray[np.int32 | np.int64]]
@@ -34,12 +43,18 @@ class NgramFeaturizer:
         self, texts: object, *, on_error: str = "raise", num_threads: int | None = None
     ) -> tuple[_Csr, _Report]: ...
     def sum_counts_texts(
-        self, texts: object, *, on_error: str = "skip", num_threads: int | None = None
+        self,
+        texts: object,
+        *,
+        include: npt.NDArray[np.bool_] | None = None,
+        on_error: str = "skip",
+        num_threads: int | None = None,
     ) -> tuple[npt.NDArray[np.int64], _Report]: ...
     def sum_counts_files(
         self,
         paths: Sequence[str | PathLike[str]],
         *,
+        include: npt.NDArray[np.bool_] | None = None,
         text_field: str = "text",
         on_error: str = "skip",
         num_threads: int | None = None,
@@ -65,3 +80,46 @@ def scan_files(
     num_threads: int | None = None,
 ) -> _Report:
     """Reads `paths` and returns the report of what was found, without keeping any text."""
+
+_Scored = tuple[npt.NDArray[np.float64], npt.NDArray[np.uint32], _Report]
+
+@final
+class ImportanceModel:
+    """A feature space with fitted `log_diff` rows, one per target."""
+
+    def __new__(cls, featurizer: NgramFeaturizer, log_diff: npt.NDArray[np.float64]) -> ImportanceModel: ...
+    def score_texts(
+        self, texts: object, *, on_error: str = "skip", num_threads: int | None = None
+    ) -> _Scored: ...
+    def score_files(
+        self,
+        paths: Sequence[str | PathLike[str]],
+        *,
+        text_field: str = "text",
+        on_error: str = "skip",
+        num_threads: int | None = None,
+    ) -> _Scored: ...
+
+def write_selected_files(
+    paths: Sequence[str | PathLike[str]],
+    documents_per_file: Sequence[int],
+    copies: npt.NDArray[np.uint32],
+    out_dir: str | PathLike[str],
+    *,
+    format: str,
+    text_field: str = "text",
+    on_error: str = "skip",
+    num_threads: int | None = None,
+) -> list[tuple[int, str, int]]:
+    """Writes `copies[k]` copies of the k-th document of `paths` into `out_dir` shards."""
+
+def write_selected_texts(
+    texts: object,
+    copies: npt.NDArray[np.uint32],
+    path: str | PathLike[str],
+    *,
+    format: str,
+    text_field: str = "text",
+    on_error: str = "skip",
+) -> int:
+    """Writes `copies[k]` copies of the k-th document among `texts` to the shard `path`."""

@@ -1,7 +1,8 @@
 """The ``tokensieve`` command line.
 
-``tokensieve demo`` featurises the bundled sample; ``tokensieve featurize`` counts hashed
-n-grams over corpus files and can save the totals as ``.npy``.
+``tokensieve demo`` runs DSIR on the bundled sample; ``tokensieve dsir`` selects from corpus
+files towards a target; ``tokensieve featurize`` counts hashed n-grams over corpus files and can
+save the totals as ``.npy``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tokensieve import __version__, resolve_num_threads
+from tokensieve.dsir import DSIR
 from tokensieve.exceptions import TokensieveError
 from tokensieve.features import HashedNgrams
 from tokensieve.io import Files, ReadReport, corpus_files
@@ -45,27 +47,110 @@ def _describe(name: str, counts: np.ndarray, report: ReadReport, seconds: float)
     )
 
 
-def run_demo(num_threads: int | None) -> int:
+def run_dsir(
+    raw: Files,
+    target: Files,
+    out: Path,
+    *,
+    k: int | None,
+    fraction: float | None,
+    seed: int,
+    method: str = "gumbel",
+    hash_family: str = "dsir-sha256",
+    ngrams: int = 2,
+    buckets: int = 10000,
+    min_example_length: int = 100,
+    text_field: str = "text",
+    on_error: str = "skip",
+    output_format: str = "jsonl.zst",
+    num_threads: int | None = None,
+) -> int:
+    """Fits, weighs, resamples and writes, printing each phase and a closing summary."""
+    dsir = DSIR(
+        raw,
+        target,
+        ngrams=ngrams,
+        buckets=buckets,
+        hash=hash_family,
+        min_example_length=min_example_length,
+        text_field=text_field,
+        on_error=on_error,
+        num_threads=num_threads,
+    )
+    print(f"DSIR in {dsir.featurizer!r}, {resolve_num_threads(num_threads)} threads")
+    timings = {}
+    start = time.perf_counter()
+    dsir.fit()
+    timings["fit"] = time.perf_counter() - start
+    print(
+        f"  fit       {timings['fit']:7.2f} s  {int(dsir.raw_counts.sum()):,} raw and "
+        f"{int(dsir.target_counts.sum()):,} target n-grams"
+    )
+    start = time.perf_counter()
+    weights = dsir.weights()
+    timings["weights"] = time.perf_counter() - start
+    report = dsir.report
+    mb = report.text_bytes / 1e6
+    print(
+        f"  weights   {timings['weights']:7.2f} s  {report.documents:,} documents, {mb:.1f} MB of text "
+        f"({mb / max(timings['weights'], 1e-9):.1f} MB/s); {report.summary()}"
+    )
+    start = time.perf_counter()
+    selection = dsir.resample(k, fraction=fraction, seed=seed, method=method, kl=True)
+    timings["resample"] = time.perf_counter() - start
+    start = time.perf_counter()
+    selection = dsir.write(selection, out, output_format=output_format)
+    timings["write"] = time.perf_counter() - start
+    print(
+        f"  resample  {timings['resample']:7.2f} s  {selection.method}, seed {seed}, k = {selection.k:,} "
+        f"of {int(selection.eligible.sum()):,} eligible (>= {min_example_length} tokens); KL measured"
+    )
+    print(f"  write     {timings['write']:7.2f} s  {len(selection.shards)} shard(s) + manifest in {out}")
+    kl = selection.kl
+    chosen = selection.copies > 0
+    print(
+        f"\nselected {int(chosen.sum()):,} / not selected {int((~chosen & selection.eligible).sum()):,} / "
+        f"too short {int((~selection.eligible).sum()):,} / skipped {report.skipped_total:,} "
+        f"(of {report.records:,} records)"
+    )
+    print(
+        f"KL(target || random sample) {kl['kl_random']:.4f}  "
+        f"KL(target || selection) {kl['kl_selected']:.4f}  KL reduction {kl['kl_reduction']:+.4f}"
+    )
+    print(
+        f"mean log-weight: selected {weights[chosen].mean():.1f}, pool {weights.mean():.1f}; "
+        f"total {sum(timings.values()):.2f} s ({mb / max(sum(timings.values()), 1e-9):.1f} MB/s end to end)"
+    )
+    return 0
+
+
+def run_demo(num_threads: int | None, out: Path | None) -> int:
     files = demo_files()
-    threads = resolve_num_threads(num_threads)
-    print(f"tokensieve {__version__} demo: hashed n-gram features of the bundled sample ({threads} threads)")
+    print(f"tokensieve {__version__} demo: DSIR selects 10% of the bundled raw sample towards the target")
     for name, path in files.items():
         print(f"  {name}: {path.name} ({path.stat().st_size / 1e6:.2f} MB compressed)")
-    for hash_family in ("dsir-sha256", "fast-v1"):
-        featurizer = HashedNgrams(ngrams=2, buckets=10000, hash=hash_family, num_threads=num_threads)
-        print(f"\n{featurizer!r}")
-        totals = {}
-        for name, path in files.items():
-            counts, report, seconds = _featurize(featurizer, path)
-            totals[name] = counts
-            print(_describe(name, counts, report, seconds))
-            if report.skipped_total:
-                print(f"          {report.summary()}")
-        raw, target = (totals[k].astype(np.float64) for k in ("raw", "target"))
-        cosine = float(raw @ target / (np.linalg.norm(raw) * np.linalg.norm(target)))
-        print(f"  cosine similarity of the raw and target n-gram distributions: {cosine:.3f}")
-    print("\nNext: `tokensieve featurize FILES... --out counts.npy` on your own corpus.")
-    return 0
+    if out is None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="tokensieve-demo-") as tmp:
+            return run_dsir(
+                Files([files["raw"]]),
+                Files([files["target"]]),
+                Path(tmp),
+                k=None,
+                fraction=0.1,
+                seed=0,
+                num_threads=num_threads,
+            )
+    return run_dsir(
+        Files([files["raw"]]),
+        Files([files["target"]]),
+        out,
+        k=None,
+        fraction=0.1,
+        seed=0,
+        num_threads=num_threads,
+    )
 
 
 def run_featurize(args: argparse.Namespace) -> int:
@@ -105,8 +190,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tokensieve {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="featurise the bundled sample and print a summary")
+    demo = sub.add_parser("demo", help="run DSIR on the bundled sample and print a summary")
     demo.add_argument("--num-threads", type=int, default=None)
+    demo.add_argument("--out", help="keep the selection here (default: a temporary directory)")
+
+    dsir = sub.add_parser("dsir", help="select raw documents that look like the target (DSIR)")
+    dsir.add_argument("--raw", nargs="+", required=True, help="raw pool: files, directories or globs")
+    dsir.add_argument("--target", nargs="+", required=True, help="target: files, directories or globs")
+    size = dsir.add_mutually_exclusive_group(required=True)
+    size.add_argument("--k", type=int, help="number of documents to select")
+    size.add_argument("--fraction", type=float, help="fraction of the eligible documents to select")
+    dsir.add_argument("--out", required=True, help="output directory (shards + manifest.json)")
+    dsir.add_argument("--seed", type=int, default=0)
+    dsir.add_argument("--method", choices=["gumbel", "topk", "replacement"], default="gumbel")
+    dsir.add_argument("--hash", choices=["dsir-sha256", "fast-v1"], default="dsir-sha256")
+    dsir.add_argument("--ngrams", type=int, default=2)
+    dsir.add_argument("--buckets", type=int, default=10000)
+    dsir.add_argument("--min-example-length", type=int, default=100)
+    dsir.add_argument("--text-field", default="text")
+    dsir.add_argument("--on-error", choices=["skip", "raise"], default="skip")
+    dsir.add_argument("--format", choices=["jsonl", "jsonl.zst"], default="jsonl.zst")
+    dsir.add_argument("--num-threads", type=int, default=None)
 
     feat = sub.add_parser("featurize", help="count hashed n-grams over corpus files")
     feat.add_argument("inputs", nargs="+", help="files, directories or glob patterns")
@@ -126,7 +230,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "demo":
-            return run_demo(args.num_threads)
+            return run_demo(args.num_threads, Path(args.out) if args.out else None)
+        if args.command == "dsir":
+            return run_dsir(
+                Files(args.raw),
+                Files(args.target),
+                Path(args.out),
+                k=args.k,
+                fraction=args.fraction,
+                seed=args.seed,
+                method=args.method,
+                hash_family=args.hash,
+                ngrams=args.ngrams,
+                buckets=args.buckets,
+                min_example_length=args.min_example_length,
+                text_field=args.text_field,
+                on_error=args.on_error,
+                output_format=args.format,
+                num_threads=args.num_threads,
+            )
         return run_featurize(args)
     except TokensieveError as e:
         print(f"tokensieve: error: {e}", file=sys.stderr)

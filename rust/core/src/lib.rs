@@ -5,6 +5,7 @@
 //! streams documents out of corpus files while accounting for every record, and [`pool`] owns
 //! the thread pools everything runs on.
 
+pub mod dsir;
 pub mod error;
 pub mod hash;
 pub mod io;

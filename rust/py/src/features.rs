@@ -19,7 +19,7 @@ use crate::io::read_options;
 /// A hashed n-gram feature space and the featuriser over it.
 #[pyclass(frozen, module = "tokensieve._core")]
 pub struct NgramFeaturizer {
-    inner: Featurizer,
+    pub(crate) inner: Featurizer,
 }
 
 /// Token ids as numpy arrays of the dtypes read without a copy.
@@ -40,6 +40,49 @@ fn offsets_vec(offsets: &PyReadonlyArray1<'_, i64>) -> PyResult<Vec<u64>> {
         .iter()
         .map(|&o| u64::try_from(o).map_err(|_| PyValueError::new_err("offsets must be >= 0")))
         .collect()
+}
+
+/// Keeps the documents whose running index is set in an optional mask.
+struct DocumentFilter<'a> {
+    include: Option<&'a [bool]>,
+    seen: usize,
+}
+
+impl<'a> DocumentFilter<'a> {
+    fn new(include: Option<&'a PyReadonlyArray1<'_, bool>>) -> PyResult<Self> {
+        let include = include
+            .map(|a| a.as_slice().map_err(|e| PyValueError::new_err(format!("include must be contiguous: {e}"))))
+            .transpose()?;
+        Ok(DocumentFilter { include, seen: 0 })
+    }
+
+    /// Adds the next documents (those included) to `acc`.
+    fn add<D: AsRef<str> + Sync>(&mut self, acc: &CountAccumulator, pool: &pool::ThreadPool, docs: &[D]) {
+        let first = self.seen;
+        self.seen += docs.len();
+        match self.include {
+            None => acc.add_texts(pool, docs),
+            Some(mask) => {
+                let chosen: Vec<&D> = docs
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| mask.get(first + i).copied().unwrap_or(false))
+                    .map(|(_, d)| d)
+                    .collect();
+                acc.add_texts(pool, &chosen);
+            }
+        }
+    }
+
+    fn check_complete(&self, documents: u64) -> PyResult<()> {
+        match self.include {
+            Some(mask) if mask.len() as u64 != documents => Err(PyValueError::new_err(format!(
+                "include has {} entries but the source has {documents} documents",
+                mask.len()
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl NgramFeaturizer {
@@ -145,12 +188,14 @@ impl NgramFeaturizer {
         Ok((csr_to_py(py, csr, self.inner.space().buckets)?, report_to_py(py, &report)?))
     }
 
-    /// Total counts over the items of `texts`: `(counts, report)`.
-    #[pyo3(signature = (texts, *, on_error="skip", num_threads=None))]
+    /// Total counts over the items of `texts`: `(counts, report)`. With `include`, only the
+    /// documents k (skipped items are not documents) with `include[k]` count.
+    #[pyo3(signature = (texts, *, include=None, on_error="skip", num_threads=None))]
     fn sum_counts_texts<'py>(
         &self,
         py: Python<'py>,
         texts: &Bound<'py, PyAny>,
+        include: Option<PyReadonlyArray1<'py, bool>>,
         on_error: &str,
         num_threads: Option<usize>,
     ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyDict>)> {
@@ -161,36 +206,42 @@ impl NgramFeaturizer {
         let source = report.add_source(held.label(), 0);
         let mut docs = Vec::new();
         report.collect(source, 1, held.records()?, on_error, &mut docs).map_err(CoreError)?;
+        let mut filter = DocumentFilter::new(include.as_ref())?;
         let counts = py.detach(|| {
             let acc = CountAccumulator::new(self.inner.clone(), &pool);
-            acc.add_texts(&pool, &docs);
+            filter.add(&acc, &pool, &docs);
             acc.finish()
         });
+        filter.check_complete(report.documents())?;
         Ok((counts_to_py(py, counts), report_to_py(py, &report)?))
     }
 
-    /// Total counts over the documents of corpus files: `(counts, report)`.
-    #[pyo3(signature = (paths, *, text_field="text", on_error="skip", num_threads=None))]
+    /// Total counts over the documents of corpus files: `(counts, report)`; `include` as for
+    /// texts, over documents in read order.
+    #[pyo3(signature = (paths, *, include=None, text_field="text", on_error="skip", num_threads=None))]
     fn sum_counts_files<'py>(
         &self,
         py: Python<'py>,
         paths: Vec<PathBuf>,
+        include: Option<PyReadonlyArray1<'py, bool>>,
         text_field: &str,
         on_error: &str,
         num_threads: Option<usize>,
     ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyDict>)> {
         let options = read_options(text_field, on_error)?;
         let pool = pool_for(num_threads)?;
+        let mut filter = DocumentFilter::new(include.as_ref())?;
         let (counts, report) = py
             .detach(|| {
                 let acc = CountAccumulator::new(self.inner.clone(), &pool);
                 let report = read_files(&paths, &options, &pool, &mut |docs| {
-                    acc.add_texts(&pool, docs);
+                    filter.add(&acc, &pool, docs);
                     Ok(())
                 })?;
                 Ok::<_, tokensieve_core::Error>((acc.finish(), report))
             })
             .map_err(CoreError)?;
+        filter.check_complete(report.documents())?;
         Ok((counts_to_py(py, counts), report_to_py(py, &report)?))
     }
 

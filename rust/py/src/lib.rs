@@ -2,6 +2,7 @@
 //! releases the GIL around engine calls, and maps engine errors onto `tokensieve.exceptions`.
 
 mod convert;
+mod dsir;
 mod errors;
 mod features;
 mod io;
@@ -10,6 +11,8 @@ use pyo3::prelude::*;
 
 #[pymodule(gil_used = false)]
 mod _core {
+    #[pymodule_export]
+    use super::dsir::{ImportanceModel, write_selected_files, write_selected_texts};
     #[pymodule_export]
     use super::features::{NgramFeaturizer, tokenize};
     #[pymodule_export]

@@ -101,6 +101,9 @@ pub(super) fn read(
                 pool.install(|| lines.par_iter().map(|line| parse_line(line, &options.text_field)).collect());
             let mut docs = Vec::with_capacity(parsed.len());
             report.collect(source, block.first_line, parsed, options.on_error, &mut docs)?;
+            for doc in &mut docs {
+                doc.raw = lines[(doc.line - block.first_line) as usize];
+            }
             if !docs.is_empty() {
                 consume(&docs)?;
             }

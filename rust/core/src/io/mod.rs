@@ -13,6 +13,7 @@
 mod arrow;
 mod jsonl;
 mod parquet;
+mod write;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub use self::arrow::{arrow_records, push_arrow_documents};
+pub use self::write::{OutputFormat, ShardWriter, write_selected_files};
 
 use crate::error::{Error, Result};
 
@@ -32,6 +34,9 @@ pub struct Document<'a> {
     /// 1-based record number within the source: the line of a JSONL file, the row of a table.
     pub line: u64,
     pub text: Cow<'a, str>,
+    /// The record's bytes as read, for JSONL a whole line without its line break; empty for
+    /// records that are not lines (Parquet and Arrow rows, items of a list).
+    pub raw: &'a [u8],
 }
 
 impl AsRef<str> for Document<'_> {
@@ -220,7 +225,7 @@ impl ReadReport {
         for (i, record) in parsed.into_iter().enumerate() {
             let line = first_line + i as u64;
             if let Some(text) = self.account(source, line, record, on_error)? {
-                docs.push(Document { source, line, text });
+                docs.push(Document { source, line, text, raw: &[] });
             }
         }
         Ok(())

@@ -1,0 +1,681 @@
+"""DSIR: data selection by importance resampling (Xie, Santurkar, Ma, Liang; NeurIPS 2023).
+
+Two bag-of-hashed-n-gram distributions are fitted, one on the raw pool and one on the target;
+each raw document gets the log importance weight
+
+    log w(x) = sum_b c_x[b] * (log(p_target[b] + 1e-8) - log(p_raw[b] + 1e-8))
+
+(the ``data-selection`` package's formula), and k documents are drawn by Gumbel top-k (sampling
+without replacement proportional to w), by deterministic top-k, or with replacement.
+
+Differences from ``data-selection`` 1.0.3, on purpose:
+
+* Randomness comes from an explicit ``seed``. The Gumbel noise of a document is a function of
+  ``(seed, target, source name, position of the document in its source)``, so the selection does
+  not depend on thread count or on the order the files are listed in. ``legacy_numpy_seed``
+  reproduces ``np.random.seed(s)`` followed by the reference's ``resample`` instead.
+* Bad records are skipped and counted (or raise), never crash the run; blank lines are skipped.
+* The token count of a document is its number of tokens (the reference's
+  ``(features + n(n-1)/2) // n`` equals it whenever the document has at least n-1 tokens).
+* A ``num_tokens_to_fit`` budget (counted in n-grams, as upstream) is filled by documents in a
+  seeded random order, not by a prefix of each shard; it applies to the raw pool only.
+* State is saved as JSON + ``.npy``, never pickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from tokensieve import _core
+from tokensieve.exceptions import InvalidArgumentError
+from tokensieve.features import HashedNgrams, HashName, TokenizerName
+from tokensieve.io import OnError, ReadReport, corpus_files, is_file_source
+
+__all__ = ["DSIR", "FeatureSpaceMismatchError", "Selection", "kl_divergence"]
+
+Method = Literal["gumbel", "topk", "replacement"]
+OutputFormat = Literal["jsonl", "jsonl.zst"]
+
+#: Added to probabilities before the log, as the reference does.
+LOG_EPSILON = 1e-8
+#: Added to probabilities in the KL divergence, as the DSIR authors' KL code does.
+KL_EPSILON = 1e-10
+STATE_VERSION = 1
+
+
+class FeatureSpaceMismatchError(InvalidArgumentError):
+    """A saved estimator was loaded into a different feature space."""
+
+
+def kl_divergence(p: npt.ArrayLike, q: npt.ArrayLike) -> float:
+    """KL(p || q) = sum p * log((p + 1e-10) / (q + 1e-10)) of two distributions (or count vectors,
+    normalised here) over the same buckets."""
+    p_arr = _normalise(np.asarray(p, dtype=np.float64))
+    q_arr = _normalise(np.asarray(q, dtype=np.float64))
+    return float(np.sum(p_arr * (np.log(p_arr + KL_EPSILON) - np.log(q_arr + KL_EPSILON))))
+
+
+def _normalise(counts: np.ndarray) -> np.ndarray:
+    total = counts.sum(axis=-1, keepdims=True)
+    return np.divide(counts, total, out=np.zeros_like(counts, dtype=np.float64), where=total > 0)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The outcome of :meth:`DSIR.resample`.
+
+    ``copies[i]`` is how many times raw document i (in raw document order) was selected: 0 or 1,
+    or more with ``method="replacement"``. ``eligible`` marks documents with at least
+    ``min_example_length`` tokens.
+    """
+
+    copies: npt.NDArray[np.uint32]
+    eligible: npt.NDArray[np.bool_]
+    method: str
+    seed: int | None
+    k: int
+    shards: tuple[Path, ...] = ()
+    manifest: Path | None = None
+    kl: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def indices(self) -> npt.NDArray[np.int64]:
+        """Raw document indices of the selected documents, ascending (each once)."""
+        return np.flatnonzero(self.copies)
+
+
+class DSIR:
+    """Importance resampling of a raw pool towards one or several targets.
+
+    Args:
+        raw: the pool, any source of :mod:`tokensieve.io` (texts, Arrow, paths, ``Files``).
+        target: one source, or ``{name: source}`` for several targets selected jointly with
+            ``target_proportions`` (by default proportional to each target's n-gram count).
+        ngrams, buckets, tokenizer, hash, lowercase: the feature space (see
+            :class:`~tokensieve.features.HashedNgrams`); the defaults are the reference's.
+        min_example_length: documents with fewer tokens are never selected (they still shape
+            the raw distribution and get a weight, as in the reference).
+        target_laplace_smoothing: pseudo-count added to every target bucket (upstream HEAD).
+        num_tokens_to_fit: ``"all"``, or a budget of raw n-grams filled by documents drawn in
+            a random order seeded by ``fit_seed``.
+        text_field, on_error: how records are read (see :mod:`tokensieve.io`).
+        num_threads: worker threads (results do not depend on it).
+    """
+
+    def __init__(
+        self,
+        raw: Any,
+        target: Any,
+        *,
+        ngrams: int = 2,
+        buckets: int = 10000,
+        tokenizer: TokenizerName = "wordpunct",
+        hash: HashName = "dsir-sha256",
+        lowercase: bool | None = None,
+        min_example_length: int = 100,
+        target_laplace_smoothing: float = 0.0,
+        target_proportions: Sequence[float] | None = None,
+        num_tokens_to_fit: int | Literal["all"] = "all",
+        fit_seed: int = 0,
+        text_field: str = "text",
+        on_error: OnError = "skip",
+        num_threads: int | None = None,
+    ) -> None:
+        self.featurizer = HashedNgrams(ngrams, buckets, tokenizer, hash, lowercase, num_threads)
+        self.raw = raw
+        self.targets: dict[str, Any] = dict(target) if isinstance(target, Mapping) else {"target": target}
+        if not self.targets:
+            raise InvalidArgumentError("at least one target is needed")
+        if target_proportions is not None and len(target_proportions) != len(self.targets):
+            raise InvalidArgumentError(
+                f"{len(target_proportions)} target proportions for {len(self.targets)} targets"
+            )
+        if target_laplace_smoothing < 0:
+            raise InvalidArgumentError("target_laplace_smoothing must be >= 0")
+        if num_tokens_to_fit != "all" and (not isinstance(num_tokens_to_fit, int) or num_tokens_to_fit < 1):
+            raise InvalidArgumentError(
+                f'num_tokens_to_fit must be "all" or a positive int, got {num_tokens_to_fit!r}'
+            )
+        self.min_example_length = min_example_length
+        self.target_laplace_smoothing = float(target_laplace_smoothing)
+        self._requested_proportions = None if target_proportions is None else list(target_proportions)
+        self.num_tokens_to_fit = num_tokens_to_fit
+        self.fit_seed = fit_seed
+        self.text_field = text_field
+        self.on_error: OnError = on_error
+        self.num_threads = num_threads
+        self.raw_counts: npt.NDArray[np.int64] | None = None
+        self.target_counts: npt.NDArray[np.int64] | None = None
+        self._scores: tuple[np.ndarray, np.ndarray, ReadReport] | None = None
+
+    # -- fitting -----------------------------------------------------------------------------
+
+    @property
+    def feature_space(self) -> dict[str, Any]:
+        return self.featurizer.feature_space
+
+    def fit(self) -> DSIR:
+        """Counts the raw and target n-grams. Returns ``self``."""
+        include = None
+        if self.num_tokens_to_fit != "all":
+            include = self._fit_sample(int(self.num_tokens_to_fit))
+        self.raw_counts = self._sum_counts(self.raw, include)
+        self.target_counts = np.stack([self._sum_counts(source, None) for source in self.targets.values()])
+        return self
+
+    def _fit_sample(self, budget: int) -> npt.NDArray[np.bool_]:
+        """Documents in a seeded random order until their n-grams reach ``budget`` (the one
+        crossing it included)."""
+        _, tokens, _ = self._score_raw(np.zeros((0, self.featurizer.buckets)))
+        n = self.feature_space["ngrams"]
+        features = sum(np.maximum(tokens.astype(np.int64) - i, 0) for i in range(n))
+        order = np.argsort(
+            _uniform_keys(self.fit_seed, 0, np.arange(len(tokens), dtype=np.uint64)), kind="stable"
+        )
+        reached = np.cumsum(features[order]) >= budget
+        stop = int(np.argmax(reached)) + 1 if reached.any() else len(order)
+        include = np.zeros(len(tokens), dtype=bool)
+        include[order[:stop]] = True
+        return include
+
+    def _sum_counts(self, source: Any, include: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.int64]:
+        core = self.featurizer._core
+        if is_file_source(source):
+            counts, raw = core.sum_counts_files(
+                corpus_files(source),
+                include=include,
+                text_field=self.text_field,
+                on_error=self.on_error,
+                num_threads=self.num_threads,
+            )
+        else:
+            counts, raw = core.sum_counts_texts(
+                source, include=include, on_error=self.on_error, num_threads=self.num_threads
+            )
+        ReadReport._from_core(raw).log_skips()
+        return counts
+
+    def _fitted(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.raw_counts is None or self.target_counts is None:
+            raise InvalidArgumentError("call fit() first")
+        return self.raw_counts, self.target_counts
+
+    @property
+    def raw_probs(self) -> npt.NDArray[np.float64]:
+        """Raw bucket probabilities (unsmoothed), float64 ``[buckets]``."""
+        raw, _ = self._fitted()
+        return raw / raw.sum()
+
+    @property
+    def target_probs(self) -> npt.NDArray[np.float64]:
+        """Target bucket probabilities, ``[buckets]`` (``[targets, buckets]`` with several),
+        with ``target_laplace_smoothing`` added to the counts."""
+        _, target = self._fitted()
+        smoothed = target + self.target_laplace_smoothing
+        probs = smoothed / smoothed.sum(axis=1, keepdims=True)
+        return probs[0] if len(probs) == 1 else probs
+
+    @property
+    def log_diff(self) -> npt.NDArray[np.float64]:
+        """``log(target_probs + 1e-8) - log(raw_probs + 1e-8)``, shaped like ``target_probs``."""
+        return np.log(self.target_probs + LOG_EPSILON) - np.log(self.raw_probs + LOG_EPSILON)
+
+    @property
+    def target_proportions(self) -> npt.NDArray[np.float64]:
+        """The share of the selection per target: as given, else by target n-gram counts."""
+        _, target = self._fitted()
+        given = self._requested_proportions
+        weights = np.asarray(given if given is not None else target.sum(axis=1), dtype=np.float64)
+        return weights / weights.sum()
+
+    # -- weights -----------------------------------------------------------------------------
+
+    def _score_raw(self, log_diff: np.ndarray) -> tuple[np.ndarray, np.ndarray, ReadReport]:
+        model = _core.ImportanceModel(self.featurizer._core, np.ascontiguousarray(log_diff, dtype=np.float64))
+        if is_file_source(self.raw):
+            weights, tokens, raw = model.score_files(
+                corpus_files(self.raw),
+                text_field=self.text_field,
+                on_error=self.on_error,
+                num_threads=self.num_threads,
+            )
+        else:
+            weights, tokens, raw = model.score_texts(
+                self.raw, on_error=self.on_error, num_threads=self.num_threads
+            )
+        report = ReadReport._from_core(raw)
+        report.log_skips()
+        return weights, tokens, report
+
+    def _scored(self) -> tuple[np.ndarray, np.ndarray, ReadReport]:
+        if self._scores is None:
+            self._scores = self._score_raw(np.atleast_2d(self.log_diff))
+        return self._scores
+
+    def weights(self, *, normalize: bool = False) -> npt.NDArray[np.float64]:
+        """Log importance weights, one per raw document in source order (file order, then line
+        order; skipped records have none): ``[documents]``, or ``[documents, targets]`` with
+        several targets. ``normalize=True`` divides by the document's token count."""
+        weights, tokens, _ = self._scored()
+        if normalize:
+            weights = weights / np.maximum(tokens, 1)[:, None]
+        return weights[:, 0] if weights.shape[1] == 1 else weights
+
+    @property
+    def tokens(self) -> npt.NDArray[np.uint32]:
+        """Token count per raw document."""
+        return self._scored()[1]
+
+    @property
+    def report(self) -> ReadReport:
+        """What reading the raw pool for the weights saw."""
+        return self._scored()[2]
+
+    # -- resampling --------------------------------------------------------------------------
+
+    def resample(
+        self,
+        k: int | None = None,
+        *,
+        fraction: float | None = None,
+        out: str | os.PathLike[str] | None = None,
+        seed: int = 0,
+        method: Method = "gumbel",
+        normalize: bool = False,
+        clamp: bool = False,
+        legacy_numpy_seed: int | None = None,
+        legacy_num_proc: int | None = None,
+        output_format: OutputFormat = "jsonl.zst",
+        kl: bool = False,
+    ) -> Selection:
+        """Selects ``k`` raw documents (or ``fraction`` of the eligible ones).
+
+        ``method``: ``"gumbel"`` (Gumbel top-k: sampling without replacement proportional to w),
+        ``"topk"`` (the k largest weights) or ``"replacement"`` (k draws proportional to w).
+        ``legacy_numpy_seed=s`` reproduces ``np.random.seed(s)`` then ``data-selection``'s
+        ``resample`` (its noise order follows its virtual shards: pass its ``num_proc`` as
+        ``legacy_num_proc``; the default is one shard per file).
+
+        k must be in 1..eligible documents; ``clamp=True`` lowers a larger k instead. With
+        ``out``, the selected documents are written there (see :meth:`write`); ``kl=True``
+        also measures the KL reduction (two more passes over the selected and a random sample).
+        """
+        weights = self.weights(normalize=normalize)
+        weights = weights[:, None] if weights.ndim == 1 else weights
+        eligible = self.tokens >= self.min_example_length
+        k = self._resolve_k(k, fraction, int(eligible.sum()), clamp)
+        quotas = self._quotas(k)
+        if legacy_numpy_seed is not None:
+            copies = self._select_legacy(weights, eligible, quotas, legacy_numpy_seed, legacy_num_proc)
+            used_seed: int | None = legacy_numpy_seed
+        else:
+            copies = self._select(weights, eligible, quotas, seed, method)
+            used_seed = seed
+        selection = Selection(
+            copies, eligible, "legacy-gumbel" if legacy_numpy_seed is not None else method, used_seed, k
+        )
+        if kl:
+            selection = replace(selection, kl=self.kl_reduction(selection, seed=seed))
+        if out is not None:
+            selection = self.write(selection, out, output_format=output_format)
+        return selection
+
+    @staticmethod
+    def _resolve_k(k: int | None, fraction: float | None, eligible: int, clamp: bool) -> int:
+        if (k is None) == (fraction is None):
+            raise InvalidArgumentError("give exactly one of k and fraction")
+        if fraction is not None:
+            if not 0 < fraction <= 1:
+                raise InvalidArgumentError(f"fraction must be in (0, 1], got {fraction}")
+            return DSIR._resolve_k(max(1, round(fraction * eligible)), None, eligible, clamp)
+        assert k is not None
+        if k < 1:
+            raise InvalidArgumentError(f"k must be at least 1, got {k}")
+        if k > eligible:
+            if not clamp or eligible == 0:
+                raise InvalidArgumentError(
+                    f"k={k} is larger than the {eligible} eligible documents "
+                    "(at least min_example_length tokens); pass clamp=True to take them all"
+                )
+            return eligible
+        return k
+
+    def _quotas(self, k: int) -> list[int]:
+        """k split over targets like the reference: floor(k * p_i), the remainder to the last."""
+        proportions = self.target_proportions
+        quotas = [int(k * p) for p in proportions[:-1]]
+        return [*quotas, k - sum(quotas)]
+
+    def _source_positions(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Per raw document: the index of its source and its position within that source."""
+        report = self.report
+        names = [s.name for s in report.sources]
+        counts = np.array([s.documents for s in report.sources], dtype=np.int64)
+        source_of = np.repeat(np.arange(len(counts)), counts)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        position = np.arange(counts.sum(), dtype=np.int64) - starts[source_of]
+        return names, source_of, position.astype(np.uint64)
+
+    def _select(
+        self, weights: np.ndarray, eligible: np.ndarray, quotas: list[int], seed: int, method: Method
+    ) -> npt.NDArray[np.uint32]:
+        if method not in ("gumbel", "topk", "replacement"):
+            raise InvalidArgumentError(f'method must be "gumbel", "topk" or "replacement", got {method!r}')
+        names, source_of, position = self._source_positions()
+        source_keys = np.array([_name_key(name) for name in names], dtype=np.uint64)
+        copies = np.zeros(len(eligible), dtype=np.uint32)
+        available = eligible.copy()
+        for t, quota in enumerate(quotas):
+            if quota == 0:
+                continue
+            candidates = np.flatnonzero(available)
+            if quota > len(candidates):
+                raise InvalidArgumentError(
+                    f"target {t} needs {quota} documents, only {len(candidates)} are left"
+                )
+            w = weights[candidates, t]
+            if method == "replacement":
+                # Draws depend only on the documents' identities: order them canonically first.
+                order = np.lexsort((position[candidates], source_keys[source_of[candidates]]))
+                rng = np.random.Generator(np.random.PCG64([seed, t]))
+                p = np.exp(w[order] - w.max())
+                drawn = rng.choice(len(order), size=quota, replace=True, p=p / p.sum())
+                np.add.at(copies, candidates[order[drawn]], 1)
+                continue
+            if method == "gumbel":
+                keys = source_keys[source_of[candidates]] ^ _mix(np.uint64(t) + np.uint64(0x5851F42D4C957F2D))
+                w = w + _gumbel(_uniform_keys(seed, keys, position[candidates]))
+            # Largest first; ties go to the earlier document.
+            chosen = candidates[np.argsort(-w, kind="stable")[:quota]]
+            copies[chosen] = 1
+            available[chosen] = False
+        return copies
+
+    def _select_legacy(
+        self,
+        weights: np.ndarray,
+        eligible: np.ndarray,
+        quotas: list[int],
+        numpy_seed: int,
+        num_proc: int | None,
+    ) -> npt.NDArray[np.uint32]:
+        """``np.random.seed(s)`` + the reference's Gumbel noise and ``argpartition``, in the
+        reference's concatenated virtual-shard order."""
+        order = self._legacy_order(num_proc)
+        rng = np.random.RandomState(numpy_seed)
+        chosen_mask = np.zeros(len(eligible), dtype=bool)
+        available = eligible[order].copy()
+        for t, quota in enumerate(quotas):
+            if quota == 0:
+                continue
+            candidates = np.flatnonzero(available)
+            values = weights[order[candidates], t] + rng.gumbel(size=len(candidates))
+            if quota >= len(candidates):
+                picked = candidates
+            else:
+                picked = candidates[np.argpartition(-values, quota)[:quota]]
+            chosen_mask[order[picked]] = True
+            available[picked] = False
+        return chosen_mask.astype(np.uint32)
+
+    def _legacy_order(self, num_proc: int | None) -> np.ndarray:
+        """Document indices in ``data-selection``'s shard order: each file is split into
+        ``s`` virtual shards (document i of the file goes to shard i mod s), shards file by file."""
+        _, source_of, position = self._source_positions()
+        files = len(self.report.sources)
+        num_proc = files if num_proc is None else num_proc
+        per_file = max(1, num_proc // files)
+        extra = num_proc % files if num_proc >= files else 0
+        shards = np.array([per_file + (1 if f < extra else 0) for f in range(files)])
+        shard = position.astype(np.int64) % shards[source_of]
+        return np.lexsort((position, shard, source_of))
+
+    # -- evaluation --------------------------------------------------------------------------
+
+    def kl_reduction(self, selection: Selection, *, seed: int = 0) -> dict[str, float]:
+        """KL(target || random sample of the pool) - KL(target || selection), in the hashed
+        feature space (the DSIR paper's metric). The random sample has as many documents as
+        the selection, drawn uniformly from all raw documents with ``seed``. With several
+        targets the target is their mixture by ``target_proportions``."""
+        _, target = self._fitted()
+        target_dist = self.target_proportions @ _normalise(target.astype(np.float64))
+        n = len(selection.copies)
+        size = int(np.count_nonzero(selection.copies))
+        random_pick = np.zeros(n, dtype=bool)
+        random_pick[np.random.Generator(np.random.PCG64(seed)).choice(n, size=size, replace=False)] = True
+        kl_random = kl_divergence(target_dist, self._sum_counts(self.raw, random_pick))
+        kl_selected = kl_divergence(target_dist, self._sum_counts(self.raw, selection.copies > 0))
+        return {"kl_random": kl_random, "kl_selected": kl_selected, "kl_reduction": kl_random - kl_selected}
+
+    # -- output ------------------------------------------------------------------------------
+
+    def write(
+        self, selection: Selection, out: str | os.PathLike[str], *, output_format: OutputFormat = "jsonl.zst"
+    ) -> Selection:
+        """Writes the selected documents to ``out/part-NNNNN.<format>`` (one shard per input
+        file with a selected document, documents in input order; JSONL lines are copied byte
+        for byte) and ``out/manifest.json``, which accounts for every raw record. Each file is
+        written under a temporary name and renamed when complete, the manifest last, so a
+        killed run leaves no partial shard and rerunning it gives the same output."""
+        out_dir = Path(out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        strangers = [p.name for p in out_dir.iterdir() if not _is_ours(p.name)]
+        if strangers:
+            raise InvalidArgumentError(f"{out_dir} holds files tokensieve did not write: {strangers[:5]}")
+        start = time.perf_counter()
+        report = self.report
+        copies = np.ascontiguousarray(selection.copies, dtype=np.uint32)
+        if is_file_source(self.raw):
+            written = _core.write_selected_files(
+                corpus_files(self.raw),
+                [s.documents for s in report.sources],
+                copies,
+                out_dir,
+                format=output_format,
+                text_field=self.text_field,
+                on_error=self.on_error,
+                num_threads=self.num_threads,
+            )
+            shards = [(index, Path(path), n) for index, path, n in written]
+        else:
+            path = out_dir / f"part-00000.{output_format}"
+            n = _core.write_selected_texts(
+                self.raw,
+                copies,
+                path,
+                format=output_format,
+                text_field=self.text_field,
+                on_error=self.on_error,
+            )
+            shards = [(0, path, n)]
+        for stale in out_dir.glob("part-*"):
+            if stale not in {p for _, p, _ in shards}:
+                stale.unlink()
+        manifest = self._manifest(selection, shards, time.perf_counter() - start)
+        manifest_path = out_dir / "manifest.json"
+        _write_atomic(manifest_path, json.dumps(manifest, indent=2).encode())
+        return replace(selection, shards=tuple(p for _, p, _ in shards), manifest=manifest_path)
+
+    def _manifest(
+        self, selection: Selection, shards: list[tuple[int, Path, int]], write_seconds: float
+    ) -> dict:
+        report = self.report
+        _, source_of, _ = self._source_positions()
+        selected = selection.copies > 0
+        sources = []
+        for i, s in enumerate(report.sources):
+            mine = source_of == i
+            sources.append(
+                {
+                    "name": s.name,
+                    "bytes": s.bytes,
+                    "sha256": _file_sha256(s.name) if is_file_source(self.raw) else None,
+                    "records": s.records,
+                    "selected": int(np.count_nonzero(selected & mine)),
+                    "not_selected": int(np.count_nonzero(~selected & selection.eligible & mine)),
+                    "too_short": int(np.count_nonzero(~selection.eligible & mine)),
+                    "skipped": s.records - s.documents,
+                }
+            )
+        return {
+            "tokensieve": _core.__version__,
+            "method": "dsir",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "feature_space": self.feature_space,
+            "config": {
+                "min_example_length": self.min_example_length,
+                "target_laplace_smoothing": self.target_laplace_smoothing,
+                "target_proportions": self.target_proportions.tolist(),
+                "num_tokens_to_fit": self.num_tokens_to_fit,
+                "fit_seed": self.fit_seed,
+                "text_field": self.text_field,
+                "on_error": self.on_error,
+            },
+            "selection": {
+                "method": selection.method,
+                "seed": selection.seed,
+                "k": selection.k,
+                "documents_written": int(selection.copies.sum()),
+                **selection.kl,
+            },
+            "counts": {
+                "records": report.records,
+                "documents": report.documents,
+                "selected": int(np.count_nonzero(selected)),
+                "not_selected": int(np.count_nonzero(~selected & selection.eligible)),
+                "too_short": int(np.count_nonzero(~selection.eligible)),
+                "skipped": dict(report.skipped),
+            },
+            "skipped_records": [
+                {"source": r.source, "line": r.line, "reason": r.reason, "detail": r.detail}
+                for r in report.skipped_records
+            ],
+            "sources": sources,
+            "shards": [{"source": i, "path": p.name, "documents": n} for i, p, n in shards],
+            "write_seconds": write_seconds,
+        }
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Saves the fitted estimator as ``path/dsir.json`` + ``.npy`` counts (no pickle)."""
+        raw, target = self._fitted()
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, array in (("raw_counts.npy", raw), ("target_counts.npy", target)):
+            tmp = directory / (name + ".tmp")
+            with open(tmp, "wb") as f:
+                np.save(f, array, allow_pickle=False)
+            os.replace(tmp, directory / name)
+        state = {
+            "format": "tokensieve.dsir",
+            "version": STATE_VERSION,
+            "tokensieve": _core.__version__,
+            "feature_space": self.feature_space,
+            "targets": list(self.targets),
+            "min_example_length": self.min_example_length,
+            "target_laplace_smoothing": self.target_laplace_smoothing,
+            "target_proportions": self._requested_proportions,
+            "num_tokens_to_fit": self.num_tokens_to_fit,
+            "fit_seed": self.fit_seed,
+        }
+        _write_atomic(directory / "dsir.json", json.dumps(state, indent=2).encode())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], raw: Any, **expected: Any) -> DSIR:
+        """Loads an estimator saved by :meth:`save`, to weigh ``raw``. Feature-space arguments
+        given in ``expected`` (``ngrams``, ``buckets``, ``tokenizer``, ``hash``, ``lowercase``)
+        must equal the saved ones, else :class:`FeatureSpaceMismatchError`; other keyword
+        arguments (``text_field``, ``on_error``, ``num_threads``, ``min_example_length``)
+        override the saved settings."""
+        directory = Path(path)
+        try:
+            state = json.loads((directory / "dsir.json").read_text())
+        except (OSError, ValueError) as e:
+            raise InvalidArgumentError(f"{directory}: not a saved DSIR estimator ({e})") from e
+        if state.get("format") != "tokensieve.dsir" or state.get("version") != STATE_VERSION:
+            found = f"format {state.get('format')!r}, version {state.get('version')!r}"
+            raise InvalidArgumentError(f"{directory}: unsupported state ({found})")
+        space = state["feature_space"]
+        mismatched = {k: (v, space[k]) for k, v in expected.items() if k in space and space[k] != v}
+        if mismatched:
+            detail = ", ".join(f"{k}: asked {a!r}, saved {s!r}" for k, (a, s) in mismatched.items())
+            raise FeatureSpaceMismatchError(f"{directory} was fitted in another feature space ({detail})")
+        settings = {k: v for k, v in expected.items() if k not in space}
+        dsir = cls(
+            raw,
+            {name: None for name in state["targets"]},
+            **space,
+            min_example_length=settings.pop("min_example_length", state["min_example_length"]),
+            target_laplace_smoothing=state["target_laplace_smoothing"],
+            target_proportions=state["target_proportions"],
+            num_tokens_to_fit=state["num_tokens_to_fit"],
+            fit_seed=state["fit_seed"],
+            **settings,
+        )
+        raw_counts = np.load(directory / "raw_counts.npy", allow_pickle=False)
+        target_counts = np.load(directory / "target_counts.npy", allow_pickle=False)
+        buckets = space["buckets"]
+        if raw_counts.shape != (buckets,) or target_counts.shape != (len(state["targets"]), buckets):
+            raise InvalidArgumentError(f"{directory}: count arrays do not match {buckets} buckets")
+        dsir.raw_counts = raw_counts.astype(np.int64)
+        dsir.target_counts = target_counts.astype(np.int64)
+        return dsir
+
+
+def _mix(z: np.ndarray | np.uint64) -> np.ndarray:
+    """splitmix64's finaliser, elementwise on uint64 (wrapping)."""
+    z = np.asarray(z, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _uniform_keys(seed: int, keys: np.ndarray | int, position: np.ndarray) -> np.ndarray:
+    """A uniform number in (0, 1) per (seed, key, position), independent of evaluation order."""
+    base = _mix(np.uint64(seed & 0xFFFFFFFFFFFFFFFF) ^ np.uint64(0x9E3779B97F4A7C15)) ^ np.asarray(
+        keys, dtype=np.uint64
+    )
+    with np.errstate(over="ignore"):
+        z = _mix(_mix(base) + position * np.uint64(0x9E3779B97F4A7C15))
+    return ((z >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
+
+
+def _gumbel(u: np.ndarray) -> np.ndarray:
+    return -np.log(-np.log(u))
+
+
+def _name_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8", "surrogatepass")).digest()[:8], "little")
+
+
+def _is_ours(name: str) -> bool:
+    return name.startswith("part-") or name in ("manifest.json", "manifest.json.tmp")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,193 @@
+//! DSIR importance weights (Xie et al., 2023): the log-likelihood ratio of a document's hashed
+//! n-grams under a target and a raw bag-of-n-grams model,
+//! `log w(x) = sum_b c_x[b] * log_diff[b]` with `log_diff = log(p_t + 1e-8) - log(p_r + 1e-8)`
+//! (computed by the caller), for one or several targets at once.
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::ngram::{Featurizer, Scratch};
+
+/// Documents per parallel task.
+const DOCS_PER_TASK: usize = 64;
+
+/// Per-document results in document order: `targets` log-weights per document (row-major) and
+/// the document's token count.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct DocumentScores {
+    pub log_weights: Vec<f64>,
+    pub tokens: Vec<u32>,
+}
+
+/// A fitted DSIR model: the feature space and `log_diff`, one row of `buckets` values per target.
+pub struct ImportanceModel {
+    featurizer: Featurizer,
+    log_diff: Vec<f64>,
+    targets: usize,
+}
+
+impl ImportanceModel {
+    /// `log_diff` holds `targets` rows of `buckets` values (targets may be 0: token counts only).
+    pub fn new(featurizer: Featurizer, log_diff: Vec<f64>, targets: usize) -> Result<Self> {
+        let buckets = featurizer.space().buckets as usize;
+        if log_diff.len() != targets * buckets {
+            return Err(Error::invalid(format!(
+                "log_diff has {} values, expected {targets} targets x {buckets} buckets",
+                log_diff.len()
+            )));
+        }
+        if log_diff.iter().any(|v| !v.is_finite()) {
+            return Err(Error::invalid("log_diff must be finite"));
+        }
+        Ok(ImportanceModel { featurizer, log_diff, targets })
+    }
+
+    pub fn targets(&self) -> usize {
+        self.targets
+    }
+
+    /// Appends the log-weights and token counts of `docs`, in order, to `out`, computed on `pool`.
+    pub fn score<D: AsRef<str> + Sync>(&self, pool: &rayon::ThreadPool, docs: &[D], out: &mut DocumentScores) {
+        let pieces: Vec<DocumentScores> = pool.install(|| {
+            docs.par_chunks(DOCS_PER_TASK)
+                .map(|chunk| {
+                    let mut scratch = Scratch::default();
+                    let mut buckets = Vec::new();
+                    let mut piece = DocumentScores::default();
+                    for doc in chunk {
+                        buckets.clear();
+                        self.featurizer.for_each_bucket(doc.as_ref(), &mut scratch, |b| buckets.push(b));
+                        self.push_scores(&mut buckets, &mut piece);
+                    }
+                    piece
+                })
+                .collect()
+        });
+        for piece in pieces {
+            out.log_weights.extend_from_slice(&piece.log_weights);
+            out.tokens.extend_from_slice(&piece.tokens);
+        }
+    }
+
+    /// Scores one document from its bucket ids (reordered in place).
+    fn push_scores(&self, buckets: &mut [u32], out: &mut DocumentScores) {
+        let ngrams = self.featurizer.space().ngrams;
+        let tokens = tokens_from_feature_count(buckets.len() as u64, ngrams);
+        out.tokens.push(u32::try_from(tokens).unwrap_or(u32::MAX));
+        if self.targets == 0 {
+            return;
+        }
+        buckets.sort_unstable();
+        let m = self.featurizer.space().buckets as usize;
+        let first = out.log_weights.len();
+        out.log_weights.resize(first + self.targets, 0.0);
+        for (t, weight) in out.log_weights[first..].iter_mut().enumerate() {
+            let row = &self.log_diff[t * m..(t + 1) * m];
+            let mut sum = NeumaierSum::default();
+            for run in buckets.chunk_by(|a, b| a == b) {
+                sum.add(run.len() as f64 * row[run[0] as usize]);
+            }
+            *weight = sum.value();
+        }
+    }
+}
+
+/// The number of tokens U of a document with `features` n-gram features of orders 1..=n:
+/// the U with `sum_{i<n} max(U - i, 0) == features`.
+pub fn tokens_from_feature_count(features: u64, ngrams: usize) -> u64 {
+    let n = ngrams as u64;
+    let full = (features + n * (n - 1) / 2) / n;
+    if full + 1 >= n {
+        // Every order has windows: features = n*U - n(n-1)/2.
+        return full;
+    }
+    // Fewer tokens than orders: features = U + (U-1) + ... + 1.
+    (0..n).find(|u| u * (u + 1) / 2 == features).unwrap_or(full)
+}
+
+/// Compensated (Neumaier) summation: the weight does not depend on how many n-grams a document
+/// has beyond the last bits, so it is comparable with any other summation order.
+#[derive(Default)]
+struct NeumaierSum {
+    sum: f64,
+    compensation: f64,
+}
+
+impl NeumaierSum {
+    fn add(&mut self, x: f64) {
+        let t = self.sum + x;
+        if self.sum.abs() >= x.abs() {
+            self.compensation += (self.sum - t) + x;
+        } else {
+            self.compensation += (x - t) + self.sum;
+        }
+        self.sum = t;
+    }
+
+    fn value(&self) -> f64 {
+        self.sum + self.compensation
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::HashFamily;
+    use crate::ngram::FeatureSpace;
+    use crate::text::Tokenizer;
+
+    fn featurizer(ngrams: usize, buckets: u32) -> Featurizer {
+        Featurizer::new(FeatureSpace {
+            tokenizer: Tokenizer::WordPunct,
+            hash: HashFamily::DsirSha256,
+            ngrams,
+            buckets,
+            lowercase: true,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn token_count_inverts_feature_count() {
+        for n in 1..=8usize {
+            for u in 0..40u64 {
+                let features: u64 = (0..n as u64).map(|i| u.saturating_sub(i)).sum();
+                assert_eq!(tokens_from_feature_count(features, n), u, "n={n} u={u}");
+            }
+        }
+    }
+
+    #[test]
+    fn weight_is_the_dot_product_of_counts_and_log_diff() {
+        let f = featurizer(2, 97);
+        let log_diff: Vec<f64> = (0..2 * 97).map(|i| (i as f64 * 0.37).sin()).collect();
+        let model = ImportanceModel::new(f.clone(), log_diff.clone(), 2).unwrap();
+        let docs = ["Alice went to the store", "", "the the the", "x"];
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let mut scores = DocumentScores::default();
+        model.score(&pool, &docs, &mut scores);
+        assert_eq!(scores.tokens, [5, 0, 3, 1]);
+        for (i, doc) in docs.iter().enumerate() {
+            let mut expected = [0.0f64; 2];
+            f.for_each_bucket(doc, &mut Scratch::default(), |b| {
+                for (t, e) in expected.iter_mut().enumerate() {
+                    *e += log_diff[t * 97 + b as usize];
+                }
+            });
+            for t in 0..2 {
+                let got = scores.log_weights[2 * i + t];
+                assert!(
+                    (got - expected[t]).abs() <= 1e-12 * (1.0 + expected[t].abs()),
+                    "{doc:?}: {got} vs {expected:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn mismatched_or_non_finite_log_diff_is_rejected() {
+        assert!(ImportanceModel::new(featurizer(2, 10), vec![0.0; 9], 1).is_err());
+        assert!(ImportanceModel::new(featurizer(2, 10), vec![f64::NAN; 10], 1).is_err());
+        assert!(ImportanceModel::new(featurizer(2, 10), vec![], 0).is_ok());
+    }
+}

@@ -1,0 +1,161 @@
+//! `ImportanceModel`: DSIR log-weights and token counts of texts or files; writing selections.
+
+use std::path::PathBuf;
+
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use tokensieve_core::dsir::{DocumentScores, ImportanceModel as CoreModel};
+use tokensieve_core::io::{self as core_io, OutputFormat, ReadReport, ShardWriter, read_files};
+use tokensieve_core::pool;
+
+use crate::convert::{HeldTexts, report_to_py};
+use crate::errors::CoreError;
+use crate::features::NgramFeaturizer;
+use crate::io::read_options;
+
+/// A feature space with fitted `log_diff` rows, one per target.
+#[pyclass(frozen, module = "tokensieve._core")]
+pub struct ImportanceModel {
+    inner: CoreModel,
+}
+
+type Scored<'py> = (Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<u32>>, Bound<'py, PyDict>);
+
+fn scores_to_py<'py>(
+    py: Python<'py>,
+    scores: DocumentScores,
+    targets: usize,
+    report: &ReadReport,
+) -> PyResult<Scored<'py>> {
+    let documents = scores.tokens.len();
+    let weights = scores.log_weights.into_pyarray(py).reshape([documents, targets])?;
+    Ok((weights, scores.tokens.into_pyarray(py), report_to_py(py, report)?))
+}
+
+fn thread_pool(num_threads: Option<usize>) -> PyResult<std::sync::Arc<pool::ThreadPool>> {
+    Ok(pool::thread_pool(pool::resolve_num_threads(num_threads).map_err(CoreError)?))
+}
+
+#[pymethods]
+impl ImportanceModel {
+    /// `log_diff`: float64 `[targets, buckets]` (targets may be 0 to count tokens only).
+    #[new]
+    fn new(featurizer: &NgramFeaturizer, log_diff: PyReadonlyArray2<'_, f64>) -> PyResult<Self> {
+        let targets = log_diff.shape()[0];
+        let values = log_diff.as_array().iter().copied().collect();
+        Ok(ImportanceModel { inner: CoreModel::new(featurizer.inner.clone(), values, targets).map_err(CoreError)? })
+    }
+
+    /// Log-weights `[documents, targets]`, token counts and the read report of the items of
+    /// `texts` (skipped items have no row).
+    #[pyo3(signature = (texts, *, on_error="skip", num_threads=None))]
+    fn score_texts<'py>(
+        &self,
+        py: Python<'py>,
+        texts: &Bound<'py, PyAny>,
+        on_error: &str,
+        num_threads: Option<usize>,
+    ) -> PyResult<Scored<'py>> {
+        let on_error = crate::convert::on_error(on_error)?;
+        let pool = thread_pool(num_threads)?;
+        let held = HeldTexts::hold(texts)?;
+        let mut report = ReadReport::default();
+        let source = report.add_source(held.label(), 0);
+        let mut docs = Vec::new();
+        report.collect(source, 1, held.records()?, on_error, &mut docs).map_err(CoreError)?;
+        let mut scores = DocumentScores::default();
+        py.detach(|| self.inner.score(&pool, &docs, &mut scores));
+        scores_to_py(py, scores, self.inner.targets(), &report)
+    }
+
+    /// The same over the documents of corpus files, streamed.
+    #[pyo3(signature = (paths, *, text_field="text", on_error="skip", num_threads=None))]
+    fn score_files<'py>(
+        &self,
+        py: Python<'py>,
+        paths: Vec<PathBuf>,
+        text_field: &str,
+        on_error: &str,
+        num_threads: Option<usize>,
+    ) -> PyResult<Scored<'py>> {
+        let options = read_options(text_field, on_error)?;
+        let pool = thread_pool(num_threads)?;
+        let mut scores = DocumentScores::default();
+        let report = py
+            .detach(|| {
+                read_files(&paths, &options, &pool, &mut |docs| {
+                    self.inner.score(&pool, docs, &mut scores);
+                    Ok(())
+                })
+            })
+            .map_err(CoreError)?;
+        scores_to_py(py, scores, self.inner.targets(), &report)
+    }
+}
+
+fn copies_slice<'a>(copies: &'a PyReadonlyArray1<'_, u32>) -> PyResult<&'a [u32]> {
+    copies.as_slice().map_err(|e| PyValueError::new_err(format!("copies must be a contiguous uint32 array: {e}")))
+}
+
+/// Writes `copies[k]` copies of the k-th document of `paths` into `out_dir/part-NNNNN.<format>`
+/// shards, one per file with a selected document; returns `[(file index, path, documents)]`.
+#[pyfunction]
+#[pyo3(signature = (paths, documents_per_file, copies, out_dir, *, format, text_field="text", on_error="skip", num_threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn write_selected_files(
+    py: Python<'_>,
+    paths: Vec<PathBuf>,
+    documents_per_file: Vec<u64>,
+    copies: PyReadonlyArray1<'_, u32>,
+    out_dir: PathBuf,
+    format: &str,
+    text_field: &str,
+    on_error: &str,
+    num_threads: Option<usize>,
+) -> PyResult<Vec<(usize, PathBuf, u64)>> {
+    let options = read_options(text_field, on_error)?;
+    let format = OutputFormat::from_name(format).map_err(CoreError)?;
+    let pool = thread_pool(num_threads)?;
+    let copies = copies_slice(&copies)?;
+    Ok(py
+        .detach(|| {
+            core_io::write_selected_files(&paths, &documents_per_file, copies, &options, &pool, &out_dir, format)
+        })
+        .map_err(CoreError)?)
+}
+
+/// Writes `copies[k]` copies of the k-th document among `texts` (skipped items are not
+/// documents) to the shard `path` as `{"<text_field>": text}` lines; returns the count written.
+#[pyfunction]
+#[pyo3(signature = (texts, copies, path, *, format, text_field="text", on_error="skip"))]
+pub fn write_selected_texts<'py>(
+    texts: &Bound<'py, PyAny>,
+    copies: PyReadonlyArray1<'py, u32>,
+    path: PathBuf,
+    format: &str,
+    text_field: &str,
+    on_error: &str,
+) -> PyResult<u64> {
+    let on_error = crate::convert::on_error(on_error)?;
+    let format = OutputFormat::from_name(format).map_err(CoreError)?;
+    let held = HeldTexts::hold(texts)?;
+    let mut report = ReadReport::default();
+    let source = report.add_source(held.label(), 0);
+    let mut docs = Vec::new();
+    report.collect(source, 1, held.records()?, on_error, &mut docs).map_err(CoreError)?;
+    let copies = copies_slice(&copies)?;
+    if copies.len() != docs.len() {
+        return Err(PyValueError::new_err(format!("{} copies for {} documents", copies.len(), docs.len())));
+    }
+    let mut writer = ShardWriter::create(&path, format).map_err(CoreError)?;
+    for (doc, &n) in docs.iter().zip(copies) {
+        if n > 0 {
+            writer.write(doc, n, text_field).map_err(CoreError)?;
+        }
+    }
+    Ok(writer.finish().map_err(CoreError)?)
+}

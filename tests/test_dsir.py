@@ -1,0 +1,268 @@
+"""DSIR end to end: parity with the installed ``data-selection`` package, determinism, output
+accounting, persistence and bad input."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import read_jsonl_zst
+from tokensieve import DSIR
+from tokensieve.dsir import FeatureSpaceMismatchError, kl_divergence
+from tokensieve.exceptions import InvalidArgumentError
+from tokensieve.io import Files
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpus(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
+    """Two raw JSONL files of mixed real documents and one target file."""
+    root = tmp_path_factory.mktemp("dsir_corpus")
+    raw_a = read_jsonl_zst(shared_data / "raw_pool/newsgroups20.jsonl.zst", 150)
+    raw_a += read_jsonl_zst(shared_data / "raw_pool/bbc_news.jsonl.zst", 100)
+    raw_b = read_jsonl_zst(shared_data / "raw_pool/imdb_reviews.jsonl.zst", 150)
+    raw_b += read_jsonl_zst(shared_data / "raw_pool/reuters21578.jsonl.zst", 120)
+    target = read_jsonl_zst(shared_data / "target/wikipedia_en.jsonl.zst", 60)
+    return {
+        "raw": [write_jsonl(root / "a.jsonl", raw_a), write_jsonl(root / "b.jsonl", raw_b)],
+        "target": [write_jsonl(root / "target.jsonl", target)],
+    }
+
+
+@pytest.fixture(scope="module")
+def fitted(corpus: dict[str, list[Path]]) -> DSIR:
+    return DSIR(Files(corpus["raw"]), Files(corpus["target"]), num_threads=2).fit()
+
+
+def reference_run(corpus: dict[str, list[Path]], tmp: Path, **resample_args) -> tuple[object, list[str]]:
+    """Runs data-selection 1.0.3 with one virtual shard per raw file; returns the estimator and
+    the selected lines (stripped, sorted)."""
+    data_selection = pytest.importorskip("data_selection")
+    ref = data_selection.HashedNgramDSIR(
+        [str(p) for p in corpus["raw"]],
+        [str(p) for p in corpus["target"]],
+        cache_dir=str(tmp / "cache"),
+        num_proc=len(corpus["raw"]),
+    )
+    ref.fit_importance_estimator(num_tokens_to_fit="all")
+    ref.compute_importance_weights()
+    out = tmp / "out"
+    ref.resample(out_dir=str(out), cache_dir=str(tmp / "resample_cache"), **resample_args)
+    lines = sorted(line.strip() for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines())
+    return ref, lines
+
+
+def our_lines(paths: list[Path], selection) -> list[str]:
+    lines = [
+        line.strip() for p in paths for line in p.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
+    return sorted(lines[i] for i in selection.indices)
+
+
+def test_probabilities_weights_and_top_k_equal_the_reference(corpus, fitted, tmp_path):
+    k = 60
+    ref, ref_lines = reference_run(corpus, tmp_path, num_to_sample=k, top_k=True)
+    np.testing.assert_array_equal(fitted.raw_probs, ref.raw_probs)
+    np.testing.assert_array_equal(fitted.target_probs, ref.target_probs)
+    np.testing.assert_allclose(fitted.log_diff, ref.log_diff, rtol=1e-15, atol=0)
+    ref_weights = np.concatenate(
+        [np.load(tmp_path / "cache" / "log_importance_weights" / f"{i}.npy") for i in range(2)]
+    )
+    ref_lengths = np.concatenate(
+        [np.load(tmp_path / "cache" / "perexample_metadata" / f"{i}.npy") for i in range(2)]
+    )
+    ours = fitted.weights()
+    assert ours.shape == ref_weights.shape
+    # Relative to the sum of the absolute terms: the weights are sums with cancellation.
+    features = fitted.featurizer.transform(
+        [json.loads(line)["text"] for p in corpus["raw"] for line in p.read_text().splitlines()]
+    )
+    scale = np.abs(features.astype(np.float64)) @ np.abs(fitted.log_diff)
+    assert np.all(np.abs(ours - ref_weights) <= 1e-12 * scale)
+    np.testing.assert_array_equal(fitted.tokens, ref_lengths)
+    assert our_lines(corpus["raw"], fitted.resample(k, method="topk")) == ref_lines
+
+
+def test_legacy_numpy_seed_selects_what_the_seeded_reference_selects(corpus, fitted, tmp_path):
+    k = 80
+    np.random.seed(1234)
+    _, ref_lines = reference_run(corpus, tmp_path, num_to_sample=k)
+    ours = fitted.resample(k, legacy_numpy_seed=1234, legacy_num_proc=2)
+    assert our_lines(corpus["raw"], ours) == ref_lines
+
+
+def test_selection_ignores_thread_count_and_file_order(corpus):
+    runs = []
+    for threads, raw in ((1, corpus["raw"]), (2, corpus["raw"][::-1])):
+        dsir = DSIR(Files(raw), Files(corpus["target"]), num_threads=threads).fit()
+        runs.append(our_lines(raw, dsir.resample(50, seed=7)))
+    assert runs[0] == runs[1]
+    other_seed = DSIR(Files(corpus["raw"]), Files(corpus["target"])).fit().resample(50, seed=8)
+    assert our_lines(corpus["raw"], other_seed) != runs[0]
+
+
+def test_gumbel_top_k_samples_in_proportion_to_the_weights():
+    # Three documents with known log-weights: inclusion frequencies of a Gumbel top-1 draw must
+    # follow softmax(log w). Short identical-length documents of disjoint vocabularies.
+    raw = ["alpha " * 3, "beta " * 3, "gamma " * 3]
+    dsir = DSIR(raw, ["alpha beta"], ngrams=1, buckets=1 << 20, min_example_length=1)
+    dsir.fit()
+    w = dsir.weights()
+    p = np.exp(w - w.max())
+    p /= p.sum()
+    picks = np.zeros(3)
+    for seed in range(3000):
+        picks += dsir.resample(1, seed=seed).copies
+    np.testing.assert_allclose(picks / picks.sum(), p, atol=0.03)
+
+
+def test_write_accounts_for_every_record_and_keeps_original_bytes(corpus, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    good = corpus["raw"][0].read_text().splitlines()
+    lines = [good[0], "", "{not json", good[1], '{"text": 5}', '{"other": "x"}', "short", *good[2:40]]
+    lines[6] = json.dumps({"text": "too short"})
+    bad.write_bytes(("\n".join(lines) + "\n").encode())
+    dsir = DSIR(Files([bad]), Files(corpus["target"]), min_example_length=50).fit()
+    selection = dsir.resample(fraction=0.5, out=tmp_path / "out", output_format="jsonl")
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    counts = manifest["counts"]
+    skipped = sum(counts["skipped"].values())
+    assert counts["records"] == len(lines)
+    assert counts["selected"] + counts["not_selected"] + counts["too_short"] + skipped == counts["records"]
+    assert counts["skipped"] == {"blank_line": 1, "malformed_json": 1, "not_a_string": 1, "missing_field": 1}
+    assert counts["too_short"] >= 1
+    written = (tmp_path / "out" / "part-00000.jsonl").read_text().splitlines()
+    assert len(written) == counts["selected"] == len(selection.indices)
+    assert set(written) <= set(lines)
+    assert manifest["sources"][0]["sha256"] and manifest["shards"][0]["documents"] == len(written)
+
+
+def test_a_rerun_over_a_killed_run_gives_the_same_output(corpus, fitted, tmp_path):
+    clean = tmp_path / "clean"
+    fitted.resample(40, seed=3, out=clean)
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    # What a kill leaves: a half-written shard under its temporary name, a shard from an
+    # earlier configuration, and no manifest.
+    (crashed / "part-00000.jsonl.zst.tmp").write_bytes(b"\x28\xb5\x2f\xfd garbage")
+    (crashed / "part-00009.jsonl.zst").write_bytes(b"old")
+    fitted.resample(40, seed=3, out=crashed)
+    assert sorted(p.name for p in crashed.iterdir()) == sorted(p.name for p in clean.iterdir())
+    for shard in clean.glob("part-*"):
+        assert (crashed / shard.name).read_bytes() == shard.read_bytes()
+
+
+def test_output_directory_with_foreign_files_is_refused(fitted, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(InvalidArgumentError, match="did not write"):
+        fitted.resample(5, out=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"k": 0}, "at least 1"),
+        ({"k": 10**6}, "larger than"),
+        ({"fraction": 1.5}, "fraction"),
+        ({}, "exactly one"),
+        ({"k": 5, "method": "bogus"}, "method"),
+    ],
+)
+def test_bad_resample_arguments_raise(fitted, kwargs, match):
+    with pytest.raises(InvalidArgumentError, match=match):
+        fitted.resample(**kwargs)
+
+
+def test_clamp_takes_every_eligible_document(fitted):
+    selection = fitted.resample(10**6, clamp=True)
+    assert np.array_equal(selection.copies > 0, selection.eligible)
+
+
+def test_save_and_load_round_trip_and_refuse_another_feature_space(corpus, fitted, tmp_path):
+    fitted.save(tmp_path / "est")
+    assert not list((tmp_path / "est").glob("*.pkl"))
+    loaded = DSIR.load(tmp_path / "est", Files(corpus["raw"]), buckets=10000, num_threads=1)
+    np.testing.assert_array_equal(loaded.log_diff, fitted.log_diff)
+    np.testing.assert_array_equal(loaded.weights(), fitted.weights())
+    with pytest.raises(FeatureSpaceMismatchError, match="buckets: asked 20000, saved 10000"):
+        DSIR.load(tmp_path / "est", Files(corpus["raw"]), buckets=20000)
+    with pytest.raises(InvalidArgumentError, match="not a saved DSIR"):
+        DSIR.load(tmp_path / "nowhere", Files(corpus["raw"]))
+
+
+def test_budget_is_a_seeded_sample_not_a_prefix(corpus):
+    def fit(seed: int) -> DSIR:
+        return DSIR(
+            Files(corpus["raw"]), Files(corpus["target"]), num_tokens_to_fit=20000, fit_seed=seed
+        ).fit()
+
+    a, b, c = fit(0), fit(0), fit(1)
+    np.testing.assert_array_equal(a.raw_counts, b.raw_counts)
+    assert not np.array_equal(a.raw_counts, c.raw_counts)
+    assert 20000 <= a.raw_counts.sum() < 30000
+    full = DSIR(Files(corpus["raw"]), Files(corpus["target"])).fit()
+    assert np.all(a.raw_counts <= full.raw_counts)
+    # A prefix would hold only documents of the first file.
+    prefix = DSIR(Files(corpus["raw"][:1]), Files(corpus["target"])).fit()
+    assert np.any(a.raw_counts > prefix.raw_counts)
+
+
+def test_several_targets_share_k_by_proportion(corpus, shared_data, tmp_path):
+    books = write_jsonl(
+        tmp_path / "books.jsonl", read_jsonl_zst(shared_data / "target/gutenberg_books.jsonl.zst", 20)
+    )
+    dsir = DSIR(
+        Files(corpus["raw"]),
+        {"wiki": Files(corpus["target"]), "books": Files([books])},
+        target_proportions=[3, 1],
+    ).fit()
+    assert dsir.weights().shape == (520, 2)
+    assert dsir.target_probs.shape == (2, 10000)
+    np.testing.assert_allclose(dsir.target_proportions, [0.75, 0.25])
+    selection = dsir.resample(41, seed=0)
+    assert selection.copies.sum() == 41 and selection.copies.max() == 1
+
+
+def test_selection_favours_documents_like_the_target(shared_data):
+    wiki = [r["text"] for r in read_jsonl_zst(shared_data / "target/wikipedia_en.jsonl.zst", 160)]
+    others = read_jsonl_zst(shared_data / "raw_pool/newsgroups20.jsonl.zst", 150)
+    others += read_jsonl_zst(shared_data / "raw_pool/imdb_reviews.jsonl.zst", 150)
+    # The raw pool: 100 held-out Wikipedia articles, then 300 off-target documents.
+    dsir = DSIR(wiki[60:] + [r["text"] for r in others], wiki[:60]).fit()
+    selection = dsir.resample(60, seed=0)
+    pool_share = dsir.tokens[:100].size / dsir.tokens.size
+    assert (selection.indices < 100).mean() > 2 * pool_share
+
+
+def test_kl_reduction_is_positive_on_the_demo_sample():
+    from tokensieve.cli import demo_files
+
+    files = demo_files()
+    dsir = DSIR(Files([files["raw"]]), Files([files["target"]])).fit()
+    kl = dsir.resample(200, seed=0, kl=True).kl
+    assert kl["kl_reduction"] == pytest.approx(kl["kl_random"] - kl["kl_selected"])
+    assert kl["kl_reduction"] > 0
+
+
+def test_kl_divergence_matches_its_definition():
+    rng = random.Random(0)
+    p = np.array([rng.random() for _ in range(50)])
+    q = np.array([rng.random() for _ in range(50)])
+    pn, qn = p / p.sum(), q / q.sum()
+    expected = sum(a * (np.log(a + 1e-10) - np.log(b + 1e-10)) for a, b in zip(pn, qn, strict=True))
+    assert kl_divergence(p, q) == pytest.approx(expected, rel=1e-12)
+    assert kl_divergence(p, p) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_length_normalised_weights_divide_by_tokens(fitted):
+    np.testing.assert_allclose(
+        fitted.weights(normalize=True), fitted.weights() / np.maximum(fitted.tokens, 1)
+    )

@@ -1,0 +1,198 @@
+"""DSIR end to end, tokensieve against the ``data-selection`` reference, on the same corpus.
+
+The raw pool is all of ``../shared/data/raw_pool`` and the target all of ``../shared/data/target``,
+decompressed once to plain JSONL (what the reference reads). Each engine runs in its own process
+(so peak RSS is its own) on 2 cores: fit, weights, resample of 10% of the eligible documents.
+The reference runs once (it takes minutes); tokensieve ``--reps`` times, medians reported. The KL
+reduction of every selection is measured with tokensieve's ``kl_reduction`` in the same feature
+space (dsir-sha256, 10,000 buckets).
+
+Usage: python benches/bench_dsir.py [--reps 3] [--limit DOCS_PER_FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import zstandard
+from common import SHARED_DATA, median, write_result
+
+
+def decompress(src: Path, dst: Path, limit: int | None) -> int:
+    with open(src, "rb") as f, open(dst, "w", encoding="utf-8") as out:
+        lines = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(f), encoding="utf-8")
+        for n, line in enumerate(lines):
+            if limit is not None and n >= limit:
+                break
+            out.write(line)
+    return dst.stat().st_size
+
+
+def run_reference(raw: list[str], target: list[str], work: Path, fraction: float) -> dict:
+    from data_selection import HashedNgramDSIR
+
+    timings = {}
+    start = time.perf_counter()
+    ref = HashedNgramDSIR(raw, target, cache_dir=str(work / "ref_cache"), num_proc=2)
+    ref.fit_importance_estimator(num_tokens_to_fit="all")
+    timings["fit"] = time.perf_counter() - start
+    start = time.perf_counter()
+    ref.compute_importance_weights()
+    timings["weights"] = time.perf_counter() - start
+    lengths = np.concatenate(
+        [np.load(p) for p in sorted((work / "ref_cache" / "perexample_metadata").glob("*.npy"))]
+    )
+    k = max(1, round(fraction * int((lengths >= 100).sum())))
+    np.random.seed(0)
+    start = time.perf_counter()
+    ref.resample(out_dir=str(work / "ref_out"), num_to_sample=k, cache_dir=str(work / "ref_resample"))
+    timings["resample"] = time.perf_counter() - start
+    selected = sorted(
+        line.strip()
+        for f in (work / "ref_out").glob("*.jsonl")
+        for line in f.read_text(encoding="utf-8").split("\n")
+        if line.strip()
+    )
+    (work / "ref_selected.json").write_text(json.dumps(selected))
+    return {"phases_s": timings, "k": k}
+
+
+def run_tokensieve(
+    raw: list[str], target: list[str], work: Path, fraction: float, family: str, reps: int
+) -> dict:
+    from tokensieve import DSIR
+    from tokensieve.io import Files
+
+    runs: dict[str, list[float]] = {"fit": [], "weights": [], "resample": []}
+    for rep in range(reps):
+        dsir = DSIR(Files(raw), Files(target), hash=family, num_threads=2)  # type: ignore[arg-type]
+        start = time.perf_counter()
+        dsir.fit()
+        runs["fit"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        dsir.weights()
+        runs["weights"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        selection = dsir.resample(fraction=fraction, seed=0, out=work / f"ts_{family}_{rep}")
+        runs["resample"].append(time.perf_counter() - start)
+    kl = dsir.kl_reduction(selection)
+    return {"phases_s": {k: median(v) for k, v in runs.items()}, "runs_s": runs, "k": selection.k, "kl": kl}
+
+
+def reference_kl(raw: list[str], target: list[str], work: Path) -> dict:
+    """KL reduction of the reference's selection, measured like ours (dsir-sha256 space)."""
+    from tokensieve import DSIR
+    from tokensieve.dsir import Selection
+    from tokensieve.io import Files
+
+    chosen = set(json.loads((work / "ref_selected.json").read_text()))
+    lines = [
+        line.strip() for p in raw for line in Path(p).read_text(encoding="utf-8").split("\n") if line.strip()
+    ]
+    copies = np.array([line in chosen for line in lines], dtype=np.uint32)
+    dsir = DSIR(Files(raw), Files(target), num_threads=2).fit()
+    eligible = dsir.tokens >= 100
+    return dsir.kl_reduction(Selection(copies, eligible, "reference", 0, int(copies.sum())))
+
+
+def child(args: argparse.Namespace) -> int:
+    work = Path(args.work)
+    spec = json.loads((work / "spec.json").read_text())
+    if args.engine == "reference":
+        result = run_reference(spec["raw"], spec["target"], work, spec["fraction"])
+        result["kl"] = reference_kl(spec["raw"], spec["target"], work)
+    else:
+        result = run_tokensieve(spec["raw"], spec["target"], work, spec["fraction"], args.engine, args.reps)
+    result["peak_rss_mb"] = (
+        max(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+        )
+        / 1024
+    )
+    print(json.dumps(result))
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--limit", type=int, default=None, help="documents per file (default: all)")
+    parser.add_argument("--engine", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.engine:
+        return child(args)
+    if not (SHARED_DATA / "raw_pool").is_dir():
+        print(f"skipped: {SHARED_DATA} is absent", file=sys.stderr)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="bench_dsir-") as tmp:
+        work = Path(tmp)
+        raw, target, size = [], [], {"raw": 0, "target": 0}
+        for kind, names in (("raw", "raw_pool"), ("target", "target")):
+            for src in sorted((SHARED_DATA / names).glob("*.jsonl.zst")):
+                dst = work / f"{kind}_{src.name.removesuffix('.zst')}"
+                size[kind] += decompress(src, dst, args.limit)
+                (raw if kind == "raw" else target).append(str(dst))
+        docs = sum(Path(p).read_bytes().count(b"\n") for p in raw)
+        (work / "spec.json").write_text(json.dumps({"raw": raw, "target": target, "fraction": 0.1}))
+        print(
+            f"raw {docs:,} documents, {size['raw'] / 1e6:.1f} MB JSONL; target {size['target'] / 1e6:.1f} MB"
+        )
+        results = {}
+        for engine in ("reference", "dsir-sha256", "fast-v1"):
+            cmd = [sys.executable, __file__, "--engine", engine, "--work", tmp, "--reps", str(args.reps)]
+            out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+            results[engine] = json.loads(out.strip().splitlines()[-1])
+            print(f"  {engine}: done")
+    total_mb = (size["raw"] * 2 + size["target"]) / 1e6  # the raw pool is read to fit and to weigh
+    ref_total = sum(results["reference"]["phases_s"].values())
+    header = ("engine", "phase", "seconds", "MB/s", "x ref", "peak RSS MB", "KL red.")
+    print("\n{:<14} {:<9} {:>9} {:>8} {:>8} {:>12} {:>8}".format(*header))
+    for engine, result in results.items():
+        phases = {**result["phases_s"], "total": sum(result["phases_s"].values())}
+        result["end_to_end_s"] = phases["total"]
+        result["speedup_vs_reference"] = ref_total / phases["total"]
+        for phase, seconds in phases.items():
+            ref_seconds = results["reference"]["phases_s"].get(phase, ref_total)
+            mb = {"fit": (size["raw"] + size["target"]) / 1e6, "weights": size["raw"] / 1e6}.get(
+                phase, total_mb
+            )
+            extra = (
+                f"{result['peak_rss_mb']:>12.0f} {result['kl']['kl_reduction']:>8.4f}"
+                if phase == "total"
+                else ""
+            )
+            print(
+                f"{engine:<14} {phase:<9} {seconds:>9.2f} {mb / seconds:>8.1f} "
+                f"{ref_seconds / seconds:>7.1f}x {extra}"
+            )
+    path = write_result(
+        "bench_dsir",
+        {
+            "corpus": {
+                "raw_documents": docs,
+                "raw_jsonl_bytes": size["raw"],
+                "target_jsonl_bytes": size["target"],
+            },
+            "limit_per_file": args.limit,
+            "reps": args.reps,
+            "threads": 2,
+            "results": results,
+        },
+    )
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

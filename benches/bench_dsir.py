@@ -74,7 +74,7 @@ def run_tokensieve(
 
     runs: dict[str, list[float]] = {"fit": [], "weights": [], "resample": []}
     for rep in range(reps):
-        dsir = DSIR(Files(raw), Files(target), hash=family, num_threads=2)  # type: ignore[arg-type]
+        dsir = DSIR(Files(raw), Files(target), hash=family, num_threads=2)
         start = time.perf_counter()
         dsir.fit()
         runs["fit"].append(time.perf_counter() - start)

@@ -132,8 +132,8 @@ def test_gumbel_top_k_samples_in_proportion_to_the_weights():
 def test_write_accounts_for_every_record_and_keeps_original_bytes(corpus, tmp_path):
     bad = tmp_path / "bad.jsonl"
     good = corpus["raw"][0].read_text().split("\n")
-    lines = [good[0], "", "{not json", good[1], '{"text": 5}', '{"other": "x"}', "short", *good[2:40]]
-    lines[6] = json.dumps({"text": "too short"})
+    short = json.dumps({"text": "too short"})
+    lines = [good[0], "", "{not json", good[1], '{"text": 5}', '{"other": "x"}', short, *good[2:40]]
     bad.write_bytes(("\n".join(lines) + "\n").encode())
     dsir = DSIR(Files([bad]), Files(corpus["target"]), min_example_length=50).fit()
     selection = dsir.resample(fraction=0.5, out=tmp_path / "out", output_format="jsonl")
@@ -211,6 +211,8 @@ def test_budget_is_a_seeded_sample_not_a_prefix(corpus):
 
     a, b, c = fit(0), fit(0), fit(1)
     np.testing.assert_array_equal(a.raw_counts, b.raw_counts)
+    reversed_files = DSIR(Files(corpus["raw"][::-1]), Files(corpus["target"]), num_tokens_to_fit=20000).fit()
+    np.testing.assert_array_equal(a.raw_counts, reversed_files.raw_counts)
     assert not np.array_equal(a.raw_counts, c.raw_counts)
     assert 20000 <= a.raw_counts.sum() < 30000
     full = DSIR(Files(corpus["raw"]), Files(corpus["target"])).fit()
@@ -271,3 +273,17 @@ def test_length_normalised_weights_divide_by_tokens(fitted):
     np.testing.assert_allclose(
         fitted.weights(normalize=True), fitted.weights() / np.maximum(fitted.tokens, 1)
     )
+
+
+def test_one_shot_iterators_are_read_once_and_kept(corpus_slice):
+    texts = corpus_slice[:200]
+    from_list = DSIR(texts, texts[:20], min_example_length=1).fit()
+    from_generators = DSIR((t for t in texts), (t for t in texts[:20]), min_example_length=1).fit()
+    np.testing.assert_array_equal(from_generators.weights(), from_list.weights())
+    np.testing.assert_array_equal(from_generators.resample(30).copies, from_list.resample(30).copies)
+
+
+def test_a_mask_of_the_wrong_length_is_a_typed_error():
+    core = DSIR(["a b"], ["a"]).featurizer._core
+    with pytest.raises(InvalidArgumentError, match="include has 2 entries but the source has 1 documents"):
+        core.sum_counts_texts(["a b"], include=np.array([True, False]))

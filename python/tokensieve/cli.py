@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from importlib import resources
@@ -47,34 +48,23 @@ def _describe(name: str, counts: np.ndarray, report: ReadReport, seconds: float)
     )
 
 
-def run_dsir(
-    raw: Files,
-    target: Files,
-    out: Path,
-    *,
-    k: int | None,
-    fraction: float | None,
-    seed: int,
-    method: str = "gumbel",
-    hash_family: str = "dsir-sha256",
-    ngrams: int = 2,
-    buckets: int = 10000,
-    min_example_length: int = 100,
-    text_field: str = "text",
-    on_error: str = "skip",
-    output_format: str = "jsonl.zst",
-    num_threads: int | None = None,
-) -> int:
+def run_dsir(args: argparse.Namespace) -> int:
     """Fits, weighs, resamples and writes, printing each phase and a closing summary."""
+    num_threads, min_example_length, seed, out = (
+        args.num_threads,
+        args.min_example_length,
+        args.seed,
+        args.out,
+    )
     dsir = DSIR(
-        raw,
-        target,
-        ngrams=ngrams,
-        buckets=buckets,
-        hash=hash_family,
+        Files(args.raw),
+        Files(args.target),
+        ngrams=args.ngrams,
+        buckets=args.buckets,
+        hash=args.hash,
         min_example_length=min_example_length,
-        text_field=text_field,
-        on_error=on_error,
+        text_field=args.text_field,
+        on_error=args.on_error,
         num_threads=num_threads,
     )
     print(f"DSIR in {dsir.featurizer!r}, {resolve_num_threads(num_threads)} threads")
@@ -96,10 +86,10 @@ def run_dsir(
         f"({mb / max(timings['weights'], 1e-9):.1f} MB/s); {report.summary()}"
     )
     start = time.perf_counter()
-    selection = dsir.resample(k, fraction=fraction, seed=seed, method=method, kl=True)
+    selection = dsir.resample(args.k, fraction=args.fraction, seed=seed, method=args.method, kl=True)
     timings["resample"] = time.perf_counter() - start
     start = time.perf_counter()
-    selection = dsir.write(selection, out, output_format=output_format)
+    selection = dsir.write(selection, out, output_format=args.format)
     timings["write"] = time.perf_counter() - start
     print(
         f"  resample  {timings['resample']:7.2f} s  {selection.method}, seed {seed}, k = {selection.k:,} "
@@ -124,33 +114,16 @@ def run_dsir(
     return 0
 
 
-def run_demo(num_threads: int | None, out: Path | None) -> int:
+def run_demo(num_threads: int | None, out: str | None) -> int:
+    """``tokensieve dsir`` on the bundled sample, selecting 10%."""
     files = demo_files()
     print(f"tokensieve {__version__} demo: DSIR selects 10% of the bundled raw sample towards the target")
     for name, path in files.items():
         print(f"  {name}: {path.name} ({path.stat().st_size / 1e6:.2f} MB compressed)")
-    if out is None:
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="tokensieve-demo-") as tmp:
-            return run_dsir(
-                Files([files["raw"]]),
-                Files([files["target"]]),
-                Path(tmp),
-                k=None,
-                fraction=0.1,
-                seed=0,
-                num_threads=num_threads,
-            )
-    return run_dsir(
-        Files([files["raw"]]),
-        Files([files["target"]]),
-        out,
-        k=None,
-        fraction=0.1,
-        seed=0,
-        num_threads=num_threads,
-    )
+    with tempfile.TemporaryDirectory(prefix="tokensieve-demo-") as tmp:
+        argv = ["dsir", "--raw", str(files["raw"]), "--target", str(files["target"]), "--fraction", "0.1"]
+        argv += ["--out", out or tmp] + ([] if num_threads is None else ["--num-threads", str(num_threads)])
+        return run_dsir(build_parser().parse_args(argv))
 
 
 def run_featurize(args: argparse.Namespace) -> int:
@@ -230,25 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "demo":
-            return run_demo(args.num_threads, Path(args.out) if args.out else None)
+            return run_demo(args.num_threads, args.out)
         if args.command == "dsir":
-            return run_dsir(
-                Files(args.raw),
-                Files(args.target),
-                Path(args.out),
-                k=args.k,
-                fraction=args.fraction,
-                seed=args.seed,
-                method=args.method,
-                hash_family=args.hash,
-                ngrams=args.ngrams,
-                buckets=args.buckets,
-                min_example_length=args.min_example_length,
-                text_field=args.text_field,
-                on_error=args.on_error,
-                output_format=args.format,
-                num_threads=args.num_threads,
-            )
+            return run_dsir(args)
         return run_featurize(args)
     except TokensieveError as e:
         print(f"tokensieve: error: {e}", file=sys.stderr)

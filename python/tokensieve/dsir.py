@@ -28,7 +28,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -51,6 +51,8 @@ LOG_EPSILON = 1e-8
 #: Added to probabilities in the KL divergence, as the DSIR authors' KL code does.
 KL_EPSILON = 1e-10
 STATE_VERSION = 1
+#: The random stream of the ``num_tokens_to_fit`` sample (resampling uses one per target index).
+FIT_SAMPLE_STREAM = 2**32
 
 
 class FeatureSpaceMismatchError(InvalidArgumentError):
@@ -132,8 +134,10 @@ class DSIR:
         num_threads: int | None = None,
     ) -> None:
         self.featurizer = HashedNgrams(ngrams, buckets, tokenizer, hash, lowercase, num_threads)
-        self.raw = raw
-        self.targets: dict[str, Any] = dict(target) if isinstance(target, Mapping) else {"target": target}
+        # Sources are read several times (fit, weights, output): a one-shot iterator is kept.
+        self.raw = _rereadable(raw)
+        targets = dict(target) if isinstance(target, Mapping) else {"target": target}
+        self.targets: dict[str, Any] = {name: _rereadable(source) for name, source in targets.items()}
         if not self.targets:
             raise InvalidArgumentError("at least one target is needed")
         if target_proportions is not None and len(target_proportions) != len(self.targets):
@@ -176,12 +180,10 @@ class DSIR:
     def _fit_sample(self, budget: int) -> npt.NDArray[np.bool_]:
         """Documents in a seeded random order until their n-grams reach ``budget`` (the one
         crossing it included)."""
-        _, tokens, _ = self._score_raw(np.zeros((0, self.featurizer.buckets)))
+        _, tokens, report = self._score_raw(np.zeros((0, self.featurizer.buckets)))
         n = self.feature_space["ngrams"]
         features = sum(np.maximum(tokens.astype(np.int64) - i, 0) for i in range(n))
-        order = np.argsort(
-            _uniform_keys(self.fit_seed, 0, np.arange(len(tokens), dtype=np.uint64)), kind="stable"
-        )
+        order = np.argsort(_document_uniforms(report, self.fit_seed, FIT_SAMPLE_STREAM), kind="stable")
         reached = np.cumsum(features[order]) >= budget
         stop = int(np.argmax(reached)) + 1 if reached.any() else len(order)
         include = np.zeros(len(tokens), dtype=bool)
@@ -356,22 +358,12 @@ class DSIR:
         quotas = [int(k * p) for p in proportions[:-1]]
         return [*quotas, k - sum(quotas)]
 
-    def _source_positions(self) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """Per raw document: the index of its source and its position within that source."""
-        report = self.report
-        names = [s.name for s in report.sources]
-        counts = np.array([s.documents for s in report.sources], dtype=np.int64)
-        source_of = np.repeat(np.arange(len(counts)), counts)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        position = np.arange(counts.sum(), dtype=np.int64) - starts[source_of]
-        return names, source_of, position.astype(np.uint64)
-
     def _select(
         self, weights: np.ndarray, eligible: np.ndarray, quotas: list[int], seed: int, method: Method
     ) -> npt.NDArray[np.uint32]:
         if method not in ("gumbel", "topk", "replacement"):
             raise InvalidArgumentError(f'method must be "gumbel", "topk" or "replacement", got {method!r}')
-        names, source_of, position = self._source_positions()
+        names, source_of, position = _source_positions(self.report)
         source_keys = np.array([_name_key(name) for name in names], dtype=np.uint64)
         copies = np.zeros(len(eligible), dtype=np.uint32)
         available = eligible.copy()
@@ -393,8 +385,7 @@ class DSIR:
                 np.add.at(copies, candidates[order[drawn]], 1)
                 continue
             if method == "gumbel":
-                keys = source_keys[source_of[candidates]] ^ _mix(np.uint64(t) + np.uint64(0x5851F42D4C957F2D))
-                w = w + _gumbel(_uniform_keys(seed, keys, position[candidates]))
+                w = w + _gumbel(_document_uniforms(self.report, seed, t)[candidates])
             # Largest first; ties go to the earlier document.
             chosen = candidates[np.argsort(-w, kind="stable")[:quota]]
             copies[chosen] = 1
@@ -431,7 +422,7 @@ class DSIR:
     def _legacy_order(self, num_proc: int | None) -> np.ndarray:
         """Document indices in ``data-selection``'s shard order: each file is split into
         ``s`` virtual shards (document i of the file goes to shard i mod s), shards file by file."""
-        _, source_of, position = self._source_positions()
+        _, source_of, position = _source_positions(self.report)
         files = len(self.report.sources)
         num_proc = files if num_proc is None else num_proc
         per_file = max(1, num_proc // files)
@@ -510,7 +501,7 @@ class DSIR:
         self, selection: Selection, shards: list[tuple[int, Path, int]], write_seconds: float
     ) -> dict:
         report = self.report
-        _, source_of, _ = self._source_positions()
+        _, source_of, _ = _source_positions(self.report)
         selected = selection.copies > 0
         sources = []
         for i, s in enumerate(report.sources):
@@ -642,14 +633,33 @@ def _mix(z: np.ndarray | np.uint64) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def _uniform_keys(seed: int, keys: np.ndarray | int, position: np.ndarray) -> np.ndarray:
-    """A uniform number in (0, 1) per (seed, key, position), independent of evaluation order."""
-    base = _mix(np.uint64(seed & 0xFFFFFFFFFFFFFFFF) ^ np.uint64(0x9E3779B97F4A7C15)) ^ np.asarray(
-        keys, dtype=np.uint64
-    )
+def _source_positions(report: ReadReport) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Per document of a read: the index of its source and its position within that source."""
+    names = [src.name for src in report.sources]
+    counts = np.array([src.documents for src in report.sources], dtype=np.int64)
+    source_of = np.repeat(np.arange(len(counts)), counts)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    position = np.arange(counts.sum(), dtype=np.int64) - starts[source_of]
+    return names, source_of, position.astype(np.uint64)
+
+
+def _document_uniforms(report: ReadReport, seed: int, stream: int) -> np.ndarray:
+    """A uniform number in (0, 1) per document of a read, a function of ``(seed, stream, source
+    name, position in the source)`` only: thread count and the order of sources do not matter."""
+    names, source_of, position = _source_positions(report)
+    source_keys = np.array([_name_key(name) for name in names], dtype=np.uint64)
+    base = _mix(np.uint64(seed & 0xFFFFFFFFFFFFFFFF) ^ np.uint64(0x9E3779B97F4A7C15))
+    base = _mix(base ^ _mix(np.uint64(stream) + np.uint64(0x5851F42D4C957F2D)))
     with np.errstate(over="ignore"):
-        z = _mix(_mix(base) + position * np.uint64(0x9E3779B97F4A7C15))
+        z = _mix(_mix(base ^ source_keys[source_of]) + position * np.uint64(0x9E3779B97F4A7C15))
     return ((z >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
+
+
+def _rereadable(source: Any) -> Any:
+    """``source``, or a list of its items if it is a one-shot iterator (e.g. a generator)."""
+    if isinstance(source, Iterator):
+        return list(source)
+    return source
 
 
 def _gumbel(u: np.ndarray) -> np.ndarray:

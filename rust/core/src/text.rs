@@ -55,17 +55,12 @@ impl Tokenizer {
         matches!(self, Tokenizer::WordPunct)
     }
 
-    /// Appends the byte ranges of the tokens of `text` to `spans`.
+    /// Appends the byte ranges of the tokens of `text` to `spans`, in order.
     pub fn split_into(self, text: &str, spans: &mut Vec<Range<usize>>) {
-        self.for_each_token(text, |span| spans.push(span));
-    }
-
-    /// Calls `f` with the byte range of each token of `text`, in order.
-    #[inline]
-    pub fn for_each_token(self, text: &str, f: impl FnMut(Range<usize>)) {
+        let push = |span| spans.push(span);
         match self {
-            Tokenizer::WordPunct => split_wordpunct(text, f),
-            Tokenizer::Whitespace => split_fasttext_whitespace(text.as_bytes(), f),
+            Tokenizer::WordPunct => split_wordpunct(text, push),
+            Tokenizer::Whitespace => split_fasttext_whitespace(text.as_bytes(), push),
         }
     }
 }

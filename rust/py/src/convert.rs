@@ -10,7 +10,7 @@ use numpy::{IntoPyArray, PyArray1};
 use pyo3::exceptions::{PyTypeError, PyUnicodeEncodeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyDict, PyList, PyString, PyTuple};
-use tokensieve_core::io::{OnError, ReadReport, Skip, SkipReason, arrow_records};
+use tokensieve_core::io::{Document, OnError, ReadReport, Skip, SkipReason, arrow_records};
 use tokensieve_core::ngram::CsrCounts;
 
 use crate::errors::CoreError;
@@ -82,6 +82,15 @@ impl<'py> HeldTexts<'py> {
             }
         }
     }
+}
+
+/// The documents among held texts (skipped items are counted in the report, not returned).
+pub fn collect_documents<'a>(held: &'a HeldTexts<'_>, on_error: OnError) -> PyResult<(ReadReport, Vec<Document<'a>>)> {
+    let mut report = ReadReport::default();
+    let source = report.add_source(held.label(), 0);
+    let mut docs = Vec::new();
+    report.collect(source, 1, held.records()?, on_error, &mut docs).map_err(CoreError)?;
+    Ok((report, docs))
 }
 
 fn capsule_pointer(obj: &Bound<'_, PyAny>, name: &CStr) -> PyResult<*mut std::ffi::c_void> {

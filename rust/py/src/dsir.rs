@@ -5,17 +5,16 @@ use std::path::PathBuf;
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
 };
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use tokensieve_core::Error;
 use tokensieve_core::dsir::{DocumentScores, ImportanceModel as CoreModel};
 use tokensieve_core::io::{self as core_io, OutputFormat, ReadReport, ShardWriter, read_files};
-use tokensieve_core::pool;
 
-use crate::convert::{HeldTexts, report_to_py};
+use crate::convert::{HeldTexts, collect_documents, report_to_py};
 use crate::errors::CoreError;
 use crate::features::NgramFeaturizer;
-use crate::io::read_options;
+use crate::io::{read_options, thread_pool};
 
 /// A feature space with fitted `log_diff` rows, one per target.
 #[pyclass(frozen, module = "tokensieve._core")]
@@ -34,10 +33,6 @@ fn scores_to_py<'py>(
     let documents = scores.tokens.len();
     let weights = scores.log_weights.into_pyarray(py).reshape([documents, targets])?;
     Ok((weights, scores.tokens.into_pyarray(py), report_to_py(py, report)?))
-}
-
-fn thread_pool(num_threads: Option<usize>) -> PyResult<std::sync::Arc<pool::ThreadPool>> {
-    Ok(pool::thread_pool(pool::resolve_num_threads(num_threads).map_err(CoreError)?))
 }
 
 #[pymethods]
@@ -63,10 +58,7 @@ impl ImportanceModel {
         let on_error = crate::convert::on_error(on_error)?;
         let pool = thread_pool(num_threads)?;
         let held = HeldTexts::hold(texts)?;
-        let mut report = ReadReport::default();
-        let source = report.add_source(held.label(), 0);
-        let mut docs = Vec::new();
-        report.collect(source, 1, held.records()?, on_error, &mut docs).map_err(CoreError)?;
+        let (report, docs) = collect_documents(&held, on_error)?;
         let mut scores = DocumentScores::default();
         py.detach(|| self.inner.score(&pool, &docs, &mut scores));
         scores_to_py(py, scores, self.inner.targets(), &report)
@@ -98,7 +90,9 @@ impl ImportanceModel {
 }
 
 fn copies_slice<'a>(copies: &'a PyReadonlyArray1<'_, u32>) -> PyResult<&'a [u32]> {
-    copies.as_slice().map_err(|e| PyValueError::new_err(format!("copies must be a contiguous uint32 array: {e}")))
+    Ok(copies
+        .as_slice()
+        .map_err(|e| CoreError(Error::invalid(format!("copies must be a contiguous uint32 array: {e}"))))?)
 }
 
 /// Writes `copies[k]` copies of the k-th document of `paths` into `out_dir/part-NNNNN.<format>`
@@ -143,13 +137,11 @@ pub fn write_selected_texts<'py>(
     let on_error = crate::convert::on_error(on_error)?;
     let format = OutputFormat::from_name(format).map_err(CoreError)?;
     let held = HeldTexts::hold(texts)?;
-    let mut report = ReadReport::default();
-    let source = report.add_source(held.label(), 0);
-    let mut docs = Vec::new();
-    report.collect(source, 1, held.records()?, on_error, &mut docs).map_err(CoreError)?;
+    let (_, docs) = collect_documents(&held, on_error)?;
     let copies = copies_slice(&copies)?;
     if copies.len() != docs.len() {
-        return Err(PyValueError::new_err(format!("{} copies for {} documents", copies.len(), docs.len())));
+        let detail = format!("{} copies for {} documents", copies.len(), docs.len());
+        return Err(CoreError(Error::invalid(detail)).into());
     }
     let mut writer = ShardWriter::create(&path, format).map_err(CoreError)?;
     for (doc, &n) in docs.iter().zip(copies) {

@@ -9,12 +9,12 @@ use pyo3::types::{PyDict, PyTuple};
 use tokensieve_core::hash::HashFamily;
 use tokensieve_core::io::{ReadReport, read_files};
 use tokensieve_core::ngram::{CountAccumulator, FeatureSpace, Featurizer, TokenId};
-use tokensieve_core::pool;
 use tokensieve_core::text::Tokenizer;
+use tokensieve_core::{Error, pool};
 
-use crate::convert::{HeldTexts, counts_to_py, csr_to_py, report_to_py};
+use crate::convert::{HeldTexts, collect_documents, counts_to_py, csr_to_py, report_to_py};
 use crate::errors::CoreError;
-use crate::io::read_options;
+use crate::io::{read_options, thread_pool};
 
 /// A hashed n-gram feature space and the featuriser over it.
 #[pyclass(frozen, module = "tokensieve._core")]
@@ -28,10 +28,6 @@ pub enum IdArray<'py> {
     U32(PyReadonlyArray1<'py, u32>),
     I64(PyReadonlyArray1<'py, i64>),
     U64(PyReadonlyArray1<'py, u64>),
-}
-
-fn pool_for(num_threads: Option<usize>) -> PyResult<std::sync::Arc<pool::ThreadPool>> {
-    Ok(pool::thread_pool(pool::resolve_num_threads(num_threads).map_err(CoreError)?))
 }
 
 fn offsets_vec(offsets: &PyReadonlyArray1<'_, i64>) -> PyResult<Vec<u64>> {
@@ -51,7 +47,7 @@ struct DocumentFilter<'a> {
 impl<'a> DocumentFilter<'a> {
     fn new(include: Option<&'a PyReadonlyArray1<'_, bool>>) -> PyResult<Self> {
         let include = include
-            .map(|a| a.as_slice().map_err(|e| PyValueError::new_err(format!("include must be contiguous: {e}"))))
+            .map(|a| a.as_slice().map_err(|e| CoreError(Error::invalid(format!("include must be contiguous: {e}")))))
             .transpose()?;
         Ok(DocumentFilter { include, seen: 0 })
     }
@@ -76,10 +72,11 @@ impl<'a> DocumentFilter<'a> {
 
     fn check_complete(&self, documents: u64) -> PyResult<()> {
         match self.include {
-            Some(mask) if mask.len() as u64 != documents => Err(PyValueError::new_err(format!(
-                "include has {} entries but the source has {documents} documents",
+            Some(mask) if mask.len() as u64 != documents => Err(CoreError(Error::invalid(format!(
+                "include has {} entries but the source has {documents} documents (did it change?)",
                 mask.len()
-            ))),
+            )))
+            .into()),
             _ => Ok(()),
         }
     }
@@ -179,7 +176,7 @@ impl NgramFeaturizer {
         num_threads: Option<usize>,
     ) -> PyResult<(Bound<'py, PyTuple>, Bound<'py, PyDict>)> {
         let on_error = crate::convert::on_error(on_error)?;
-        let pool = pool_for(num_threads)?;
+        let pool = thread_pool(num_threads)?;
         let held = HeldTexts::hold(texts)?;
         let mut report = ReadReport::default();
         let source = report.add_source(held.label(), 0);
@@ -200,12 +197,9 @@ impl NgramFeaturizer {
         num_threads: Option<usize>,
     ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyDict>)> {
         let on_error = crate::convert::on_error(on_error)?;
-        let pool = pool_for(num_threads)?;
+        let pool = thread_pool(num_threads)?;
         let held = HeldTexts::hold(texts)?;
-        let mut report = ReadReport::default();
-        let source = report.add_source(held.label(), 0);
-        let mut docs = Vec::new();
-        report.collect(source, 1, held.records()?, on_error, &mut docs).map_err(CoreError)?;
+        let (report, docs) = collect_documents(&held, on_error)?;
         let mut filter = DocumentFilter::new(include.as_ref())?;
         let counts = py.detach(|| {
             let acc = CountAccumulator::new(self.inner.clone(), &pool);
@@ -229,7 +223,7 @@ impl NgramFeaturizer {
         num_threads: Option<usize>,
     ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyDict>)> {
         let options = read_options(text_field, on_error)?;
-        let pool = pool_for(num_threads)?;
+        let pool = thread_pool(num_threads)?;
         let mut filter = DocumentFilter::new(include.as_ref())?;
         let (counts, report) = py
             .detach(|| {
@@ -255,7 +249,7 @@ impl NgramFeaturizer {
         offsets: PyReadonlyArray1<'py, i64>,
         num_threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let pool = pool_for(num_threads)?;
+        let pool = thread_pool(num_threads)?;
         let offsets = offsets_vec(&offsets)?;
         let csr = Self::with_ids(&ids, |ids| py.detach(|| ids.transform(&self.inner, &pool, &offsets)))?
             .map_err(CoreError)?;
@@ -271,7 +265,7 @@ impl NgramFeaturizer {
         offsets: PyReadonlyArray1<'py, i64>,
         num_threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        let pool = pool_for(num_threads)?;
+        let pool = thread_pool(num_threads)?;
         let offsets = offsets_vec(&offsets)?;
         let counts = Self::with_ids(&ids, |ids| {
             py.detach(|| {

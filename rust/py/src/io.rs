@@ -28,9 +28,14 @@ pub fn scan_files<'py>(
     num_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let options = read_options(text_field, on_error)?;
-    let pool = pool::thread_pool(pool::resolve_num_threads(num_threads).map_err(CoreError)?);
+    let pool = thread_pool(num_threads)?;
     let report = py.detach(|| read_files(&paths, &options, &pool, &mut |_| Ok(()))).map_err(CoreError)?;
     report_to_py(py, &report)
+}
+
+/// The package's pool for `num_threads` (see [`resolve_num_threads`]).
+pub fn thread_pool(num_threads: Option<usize>) -> PyResult<std::sync::Arc<pool::ThreadPool>> {
+    Ok(pool::thread_pool(pool::resolve_num_threads(num_threads).map_err(CoreError)?))
 }
 
 pub fn read_options(text_field: &str, on_error_name: &str) -> PyResult<ReadOptions> {

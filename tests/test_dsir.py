@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -104,12 +105,17 @@ def test_legacy_numpy_seed_selects_what_the_seeded_reference_selects(corpus, fit
     assert our_lines(corpus["raw"], ours) == ref_lines
 
 
-def test_selection_ignores_thread_count_and_file_order(corpus):
+def test_selection_ignores_thread_count_file_order_and_location(corpus, tmp_path):
+    moved = []
+    for path in corpus["raw"]:
+        moved.append(tmp_path / "elsewhere" / path.name)
+        moved[-1].parent.mkdir(exist_ok=True)
+        shutil.copy(path, moved[-1])
     runs = []
-    for threads, raw in ((1, corpus["raw"]), (2, corpus["raw"][::-1])):
+    for threads, raw in ((1, corpus["raw"]), (2, corpus["raw"][::-1]), (2, moved)):
         dsir = DSIR(Files(raw), Files(corpus["target"]), num_threads=threads).fit()
         runs.append(our_lines(raw, dsir.resample(50, seed=7)))
-    assert runs[0] == runs[1]
+    assert runs[0] == runs[1] == runs[2]
     other_seed = DSIR(Files(corpus["raw"]), Files(corpus["target"])).fit().resample(50, seed=8)
     assert our_lines(corpus["raw"], other_seed) != runs[0]
 

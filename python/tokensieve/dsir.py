@@ -364,7 +364,7 @@ class DSIR:
         if method not in ("gumbel", "topk", "replacement"):
             raise InvalidArgumentError(f'method must be "gumbel", "topk" or "replacement", got {method!r}')
         names, source_of, position = _source_positions(self.report)
-        source_keys = np.array([_name_key(name) for name in names], dtype=np.uint64)
+        source_keys = _source_keys(names)
         copies = np.zeros(len(eligible), dtype=np.uint32)
         available = eligible.copy()
         for t, quota in enumerate(quotas):
@@ -645,9 +645,10 @@ def _source_positions(report: ReadReport) -> tuple[list[str], np.ndarray, np.nda
 
 def _document_uniforms(report: ReadReport, seed: int, stream: int) -> np.ndarray:
     """A uniform number in (0, 1) per document of a read, a function of ``(seed, stream, source
-    name, position in the source)`` only: thread count and the order of sources do not matter."""
+    identity, position in the source)`` only: thread count, the order of sources and where the
+    corpus lies do not matter."""
     names, source_of, position = _source_positions(report)
-    source_keys = np.array([_name_key(name) for name in names], dtype=np.uint64)
+    source_keys = _source_keys(names)
     base = _mix(np.uint64(seed & 0xFFFFFFFFFFFFFFFF) ^ np.uint64(0x9E3779B97F4A7C15))
     base = _mix(base ^ _mix(np.uint64(stream) + np.uint64(0x5851F42D4C957F2D)))
     with np.errstate(over="ignore"):
@@ -666,8 +667,14 @@ def _gumbel(u: np.ndarray) -> np.ndarray:
     return -np.log(-np.log(u))
 
 
-def _name_key(name: str) -> int:
-    return int.from_bytes(hashlib.sha256(name.encode("utf-8", "surrogatepass")).digest()[:8], "little")
+def _source_keys(names: list[str]) -> np.ndarray:
+    """A 64-bit identity per source: a file's path relative to the directory that holds all the
+    input files (so a corpus moved elsewhere keeps its selection), else the source's label."""
+    if names and all(os.path.isfile(name) for name in names):
+        root = os.path.commonpath([os.path.dirname(os.path.abspath(name)) for name in names])
+        names = [os.path.relpath(os.path.abspath(name), root) for name in names]
+    digests = (hashlib.sha256(name.encode("utf-8", "surrogatepass")).digest()[:8] for name in names)
+    return np.array([int.from_bytes(d, "little") for d in digests], dtype=np.uint64)
 
 
 def _is_ours(name: str) -> bool:

@@ -57,7 +57,7 @@ impl ImportanceModel {
                     for doc in chunk {
                         buckets.clear();
                         self.featurizer.for_each_bucket(doc.as_ref(), &mut scratch, |b| buckets.push(b));
-                        self.push_scores(&mut buckets, &mut piece);
+                        self.push_scores(&buckets, &mut piece);
                     }
                     piece
                 })
@@ -69,25 +69,18 @@ impl ImportanceModel {
         }
     }
 
-    /// Scores one document from its bucket ids (reordered in place).
-    fn push_scores(&self, buckets: &mut [u32], out: &mut DocumentScores) {
+    /// Scores one document from its bucket ids.
+    fn push_scores(&self, buckets: &[u32], out: &mut DocumentScores) {
         let ngrams = self.featurizer.space().ngrams;
         let tokens = tokens_from_feature_count(buckets.len() as u64, ngrams);
         out.tokens.push(u32::try_from(tokens).unwrap_or(u32::MAX));
-        if self.targets == 0 {
-            return;
-        }
-        buckets.sort_unstable();
         let m = self.featurizer.space().buckets as usize;
-        let first = out.log_weights.len();
-        out.log_weights.resize(first + self.targets, 0.0);
-        for (t, weight) in out.log_weights[first..].iter_mut().enumerate() {
-            let row = &self.log_diff[t * m..(t + 1) * m];
+        for row in self.log_diff.chunks_exact(m) {
             let mut sum = NeumaierSum::default();
-            for run in buckets.chunk_by(|a, b| a == b) {
-                sum.add(run.len() as f64 * row[run[0] as usize]);
+            for &b in buckets {
+                sum.add(row[b as usize]);
             }
-            *weight = sum.value();
+            out.log_weights.push(sum.value());
         }
     }
 }

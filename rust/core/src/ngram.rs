@@ -64,7 +64,9 @@ pub struct Scratch {
     text: String,
     spans: Vec<Range<usize>>,
     keys: Vec<u64>,
+    /// Tokens joined by one space, and their byte ranges in it (for `dsir-sha256`).
     joined: Vec<u8>,
+    bounds: Vec<Range<usize>>,
     token: Vec<u8>,
     buckets: Vec<u32>,
 }
@@ -76,6 +78,33 @@ fn fast_hash_lowercased(text: &str, span: Range<usize>, lowered: &mut Vec<u8>) -
     match hash::fast_hash_ascii_lowercase_in(text.as_bytes(), span.clone()) {
         Some(key) => key,
         None => fast_hash_unicode_lowercased(&text[span], lowered),
+    }
+}
+
+/// Writes the tokens `text[spans[i]]` into `joined` separated by one space, lowercased if asked,
+/// and their ranges there into `bounds`.
+fn join_tokens(
+    text: &str,
+    spans: &[Range<usize>],
+    lowercase_tokens: bool,
+    joined: &mut Vec<u8>,
+    bounds: &mut Vec<Range<usize>>,
+) {
+    joined.clear();
+    bounds.clear();
+    for span in spans {
+        let start = joined.len();
+        let token = &text[span.clone()];
+        if !lowercase_tokens {
+            joined.extend_from_slice(token.as_bytes());
+        } else if token.is_ascii() {
+            joined.extend_from_slice(token.as_bytes());
+            joined[start..].make_ascii_lowercase();
+        } else {
+            text::lowercase_token_into(token, joined);
+        }
+        bounds.push(start..joined.len());
+        joined.push(b' ');
     }
 }
 
@@ -116,7 +145,7 @@ impl Featurizer {
 
     /// Calls `emit` with the bucket of every n-gram of `text`.
     pub fn for_each_bucket(&self, text: &str, scratch: &mut Scratch, mut emit: impl FnMut(u32)) {
-        let Scratch { text: lowered, spans, keys, joined, token, .. } = scratch;
+        let Scratch { text: lowered, spans, keys, joined, bounds, token, .. } = scratch;
         // Lowercasing keeps every character's class, so the text is split as it is and each
         // token is lowercased as it is hashed; only the final-sigma rule needs the whole text.
         let whole = self.space.lowercase && text::needs_whole_text_lowercasing(text);
@@ -135,7 +164,8 @@ impl Featurizer {
                 self.emit_fast(keys, &mut emit);
             }
             HashFamily::DsirSha256 => {
-                self.emit_sha256(text, spans, lowercase_tokens, joined, &mut emit);
+                join_tokens(text, spans, lowercase_tokens, joined, bounds);
+                self.emit_sha256(joined, bounds, &mut emit);
             }
         }
     }
@@ -149,7 +179,7 @@ impl Featurizer {
         scratch: &mut Scratch,
         mut emit: impl FnMut(u32),
     ) -> Result<()> {
-        let Scratch { text, spans, keys, joined, .. } = scratch;
+        let Scratch { keys, joined, bounds, .. } = scratch;
         let to_u64 = |id: T| id.to_u64().ok_or_else(|| Error::invalid("token ids must be >= 0"));
         match self.space.hash {
             HashFamily::FastV1 => {
@@ -160,16 +190,16 @@ impl Featurizer {
                 self.emit_fast(keys, &mut emit);
             }
             HashFamily::DsirSha256 => {
-                use std::fmt::Write;
-                text.clear();
-                spans.clear();
+                use std::io::Write;
+                joined.clear();
+                bounds.clear();
                 for &id in ids {
-                    let start = text.len();
-                    write!(text, "{}", to_u64(id)?).expect("writing to a String cannot fail");
-                    spans.push(start..text.len());
-                    text.push(' ');
+                    let start = joined.len();
+                    write!(joined, "{}", to_u64(id)?).expect("writing to a Vec cannot fail");
+                    bounds.push(start..joined.len());
+                    joined.push(b' ');
                 }
-                self.emit_sha256(text, spans, false, joined, &mut emit);
+                self.emit_sha256(joined, bounds, &mut emit);
             }
         }
         Ok(())
@@ -187,36 +217,12 @@ impl Featurizer {
         }
     }
 
-    /// Joins each n-gram's tokens with one space (lowercasing each token if asked) and takes its
-    /// bucket through this thread's SHA-256 cache.
-    fn emit_sha256(
-        &self,
-        text: &str,
-        spans: &[Range<usize>],
-        lowercase_tokens: bool,
-        joined: &mut Vec<u8>,
-        emit: &mut impl FnMut(u32),
-    ) {
+    /// Takes the bucket of every n-gram of the tokens `joined[bounds[i]]`, which `joined` holds
+    /// separated by one space (so an n-gram is one slice of it), through this thread's SHA-256
+    /// cache.
+    fn emit_sha256(&self, joined: &[u8], bounds: &[Range<usize>], emit: &mut impl FnMut(u32)) {
         hash::with_sha256_buckets(self.space.buckets, |cache| {
-            for start in 0..spans.len() {
-                joined.clear();
-                for (order, span) in spans[start..].iter().take(self.space.ngrams).enumerate() {
-                    if order > 0 {
-                        joined.push(b' ');
-                    }
-                    let token = &text[span.clone()];
-                    if !lowercase_tokens {
-                        joined.extend_from_slice(token.as_bytes());
-                    } else if token.is_ascii() {
-                        let from = joined.len();
-                        joined.extend_from_slice(token.as_bytes());
-                        joined[from..].make_ascii_lowercase();
-                    } else {
-                        text::lowercase_token_into(token, joined);
-                    }
-                    emit(cache.bucket(joined));
-                }
-            }
+            cache.for_each_ngram_bucket(joined, bounds, self.space.ngrams, emit);
         });
     }
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import read_jsonl_zst
-from tokensieve import DSIR
+from tokensieve import DSIR, _core
 from tokensieve.dsir import FeatureSpaceMismatchError, kl_divergence
-from tokensieve.exceptions import InvalidArgumentError
+from tokensieve.exceptions import CorpusFormatError, InvalidArgumentError
 from tokensieve.io import Files
 
 
@@ -151,9 +151,35 @@ def test_write_accounts_for_every_record_and_keeps_original_bytes(corpus, tmp_pa
     assert counts["skipped"] == {"blank_line": 1, "malformed_json": 1, "not_a_string": 1, "missing_field": 1}
     assert counts["too_short"] >= 1
     written = (tmp_path / "out" / "part-00000.jsonl").read_text().split("\n")[:-1]
-    assert len(written) == counts["selected"] == len(selection.indices)
-    assert set(written) <= set(lines)
+    documents = [good[0], good[1], short, *good[2:40]]
+    assert written == [documents[i] for i in selection.indices]
+    assert counts["selected"] == len(selection.indices)
     assert manifest["sources"][0]["sha256"] and manifest["shards"][0]["documents"] == len(written)
+
+
+def test_line_copying_writes_what_parsing_writes_and_notices_a_changed_file(corpus, tmp_path):
+    # With every skipped line known, JSONL is copied line by line without parsing; the parsing
+    # path (taken when the report lists only the first skipped records) must write the same.
+    path = tmp_path / "mixed.jsonl"
+    good = corpus["raw"][1].read_text().split("\n")[:30]
+    path.write_text("\n".join([good[0], "{bad", "  ", *good[1:], '{"text": null}']) + "\r\n")
+    dsir = DSIR(Files([path]), Files(corpus["target"]), min_example_length=1).fit()
+    copies = np.ascontiguousarray(dsir.resample(fraction=0.5, seed=1, method="replacement").copies)
+    report = dsir.report
+    args = ([str(path)], [report.documents], copies)
+    for name, skipped in (("by_line", [[2, 33]]), ("by_parse", None)):
+        (tmp_path / name).mkdir()
+        _core.write_selected_files(*args[:2], skipped, args[2], tmp_path / name, format="jsonl")
+    assert (tmp_path / "by_line/part-00000.jsonl").read_bytes() == (
+        tmp_path / "by_parse/part-00000.jsonl"
+    ).read_bytes()
+    with path.open("a") as f:
+        f.write(good[0] + "\n")
+    (tmp_path / "again").mkdir()
+    for skipped in ([[2, 33]], None):
+        with pytest.raises(CorpusFormatError, match="changed while selecting"):
+            _core.write_selected_files(*args[:2], skipped, args[2], tmp_path / "again", format="jsonl")
+        assert not list((tmp_path / "again").iterdir())
 
 
 def test_a_rerun_over_a_killed_run_gives_the_same_output(corpus, fitted, tmp_path):

@@ -103,6 +103,7 @@ class ImportanceModel:
 def write_selected_files(
     paths: Sequence[str | PathLike[str]],
     documents_per_file: Sequence[int],
+    skipped_lines: Sequence[Sequence[int]] | None,
     copies: npt.NDArray[np.uint32],
     out_dir: str | PathLike[str],
     *,
@@ -111,7 +112,10 @@ def write_selected_files(
     on_error: str = "skip",
     num_threads: int | None = None,
 ) -> list[tuple[int, str, int]]:
-    """Writes `copies[k]` copies of the k-th document of `paths` into `out_dir` shards."""
+    """Writes `copies[k]` copies of the k-th document of `paths` into `out_dir` shards.
+
+    `skipped_lines`, per file the ascending lines of its skipped records other than blank lines
+    (when all are known), lets JSONL files be copied line by line without parsing."""
 
 def write_selected_texts(
     texts: object,

@@ -470,6 +470,7 @@ class DSIR:
             written = _core.write_selected_files(
                 corpus_files(self.raw),
                 [s.documents for s in report.sources],
+                _skipped_lines(report),
                 copies,
                 out_dir,
                 format=output_format,
@@ -654,6 +655,18 @@ def _document_uniforms(report: ReadReport, seed: int, stream: int) -> np.ndarray
     with np.errstate(over="ignore"):
         z = _mix(_mix(base ^ source_keys[source_of]) + position * np.uint64(0x9E3779B97F4A7C15))
     return ((z >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
+
+
+def _skipped_lines(report: ReadReport) -> list[list[int]] | None:
+    """Per source, the ascending lines of its skipped records other than blank lines; ``None``
+    when the report lists only the first of them."""
+    unlisted = report.skipped_total - report.skipped.get("blank_line", 0) - len(report.skipped_records)
+    if unlisted:
+        return None
+    by_name: dict[str, set[int]] = {}
+    for record in report.skipped_records:
+        by_name.setdefault(record.source, set()).add(record.line)
+    return [sorted(by_name.get(source.name, ())) for source in report.sources]
 
 
 def _rereadable(source: Any) -> Any:

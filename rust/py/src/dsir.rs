@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use tokensieve_core::Error;
 use tokensieve_core::dsir::{DocumentScores, ImportanceModel as CoreModel};
-use tokensieve_core::io::{self as core_io, OutputFormat, ReadReport, ShardWriter, read_files};
+use tokensieve_core::io::{self as core_io, OutputFormat, ReadReport, ScoredFile, ShardWriter, read_files};
 
 use crate::convert::{HeldTexts, collect_documents, report_to_py};
 use crate::errors::CoreError;
@@ -98,12 +98,13 @@ fn copies_slice<'a>(copies: &'a PyReadonlyArray1<'_, u32>) -> PyResult<&'a [u32]
 /// Writes `copies[k]` copies of the k-th document of `paths` into `out_dir/part-NNNNN.<format>`
 /// shards, one per file with a selected document; returns `[(file index, path, documents)]`.
 #[pyfunction]
-#[pyo3(signature = (paths, documents_per_file, copies, out_dir, *, format, text_field="text", on_error="skip", num_threads=None))]
+#[pyo3(signature = (paths, documents_per_file, skipped_lines, copies, out_dir, *, format, text_field="text", on_error="skip", num_threads=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn write_selected_files(
     py: Python<'_>,
     paths: Vec<PathBuf>,
     documents_per_file: Vec<u64>,
+    skipped_lines: Option<Vec<Vec<u64>>>,
     copies: PyReadonlyArray1<'_, u32>,
     out_dir: PathBuf,
     format: &str,
@@ -115,10 +116,21 @@ pub fn write_selected_files(
     let format = OutputFormat::from_name(format).map_err(CoreError)?;
     let pool = thread_pool(num_threads)?;
     let copies = copies_slice(&copies)?;
-    Ok(py
-        .detach(|| {
-            core_io::write_selected_files(&paths, &documents_per_file, copies, &options, &pool, &out_dir, format)
+    if paths.len() != documents_per_file.len() || skipped_lines.as_ref().is_some_and(|s| s.len() != paths.len()) {
+        return Err(CoreError(Error::invalid("paths, documents_per_file and skipped_lines differ in length")).into());
+    }
+    let mut skipped_lines = skipped_lines.map(Vec::into_iter);
+    let files: Vec<ScoredFile> = paths
+        .into_iter()
+        .zip(documents_per_file)
+        .map(|(path, documents)| ScoredFile {
+            path,
+            documents,
+            skipped_lines: skipped_lines.as_mut().and_then(Iterator::next),
         })
+        .collect();
+    Ok(py
+        .detach(|| core_io::write_selected_files(&files, copies, &options, &pool, &out_dir, format))
         .map_err(CoreError)?)
 }
 

@@ -30,50 +30,83 @@ struct Block {
     first_line: u64,
 }
 
-/// Reads `reader` into blocks of about `target` bytes that end at a line break (the last block
-/// may end without one) and sends them down `tx`.
-fn produce_blocks(mut reader: Box<dyn Read + Send>, target: usize, tx: mpsc::SyncSender<std::io::Result<Block>>) {
-    let mut carry = Vec::new();
-    let mut next_line = 1u64;
-    let mut eof = false;
-    while !eof {
-        let mut buf = std::mem::take(&mut carry);
-        buf.reserve(target.saturating_sub(buf.len()));
-        // Fill to the target, and further until a line break arrives (an enormous line is kept
-        // whole).
-        loop {
-            let have = buf.len();
-            if have >= target && memchr::memrchr(b'\n', &buf).is_some() {
-                break;
-            }
-            // `read_to_end` fills spare capacity without zeroing it first.
-            let want = target.saturating_sub(have).max(1 << 16) as u64;
-            match reader.by_ref().take(want).read_to_end(&mut buf) {
-                Ok(0) => {
-                    eof = true;
+/// Cuts a stream into blocks of about `target` bytes that end at a line break (the last block
+/// may end without one); an enormous line is kept whole.
+struct BlockReader {
+    reader: Box<dyn Read + Send>,
+    target: usize,
+    carry: Vec<u8>,
+    next_line: u64,
+    eof: bool,
+}
+
+impl BlockReader {
+    fn new(reader: Box<dyn Read + Send>, target: usize) -> Self {
+        BlockReader { reader, target, carry: Vec::new(), next_line: 1, eof: false }
+    }
+
+    fn next_block(&mut self) -> std::io::Result<Option<Block>> {
+        while !self.eof {
+            let mut buf = std::mem::take(&mut self.carry);
+            buf.reserve(self.target.saturating_sub(buf.len()));
+            loop {
+                let have = buf.len();
+                if have >= self.target && memchr::memrchr(b'\n', &buf).is_some() {
                     break;
                 }
-                Ok(_) => {}
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    return;
+                // `read_to_end` fills spare capacity without zeroing it first.
+                let want = self.target.saturating_sub(have).max(1 << 16) as u64;
+                if self.reader.by_ref().take(want).read_to_end(&mut buf)? == 0 {
+                    self.eof = true;
+                    break;
                 }
             }
+            if !self.eof {
+                let cut = memchr::memrchr(b'\n', &buf).expect("loop exits with a line break") + 1;
+                self.carry = buf.split_off(cut);
+            }
+            if buf.is_empty() {
+                continue;
+            }
+            let lines = memchr::memchr_iter(b'\n', &buf).count() as u64 + u64::from(buf.last() != Some(&b'\n'));
+            let block = Block { bytes: buf, first_line: self.next_line };
+            self.next_line += lines;
+            return Ok(Some(block));
         }
-        if !eof {
-            let cut = memchr::memrchr(b'\n', &buf).expect("loop exits with a line break") + 1;
-            carry = buf.split_off(cut);
-        }
-        if buf.is_empty() {
-            continue;
-        }
-        let lines = memchr::memchr_iter(b'\n', &buf).count() as u64 + u64::from(buf.last() != Some(&b'\n'));
-        let block = Block { bytes: buf, first_line: next_line };
-        next_line += lines;
-        if tx.send(Ok(block)).is_err() {
-            return; // the consumer stopped
+        Ok(None)
+    }
+}
+
+/// Sends the blocks of `blocks` down `tx` until the stream ends, fails, or the receiver hangs up.
+fn produce_blocks(mut blocks: BlockReader, tx: mpsc::SyncSender<std::io::Result<Block>>) {
+    loop {
+        let block = match blocks.next_block() {
+            Ok(Some(block)) => Ok(block),
+            Ok(None) => return,
+            Err(e) => Err(e),
+        };
+        let failed = block.is_err();
+        if tx.send(block).is_err() || failed {
+            return;
         }
     }
+}
+
+/// Calls `consume(line number, line)` for every line of a JSONL file (1-based, without its line
+/// break), without parsing any.
+pub(super) fn for_each_line(
+    path: &Path,
+    format: Format,
+    block_bytes: usize,
+    consume: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut blocks = BlockReader::new(open(path, format)?, block_bytes);
+    while let Some(block) = blocks.next_block().map_err(|e| Error::io(path, e))? {
+        for (i, line) in split_lines(&block.bytes).into_iter().enumerate() {
+            consume(block.first_line + i as u64, line)?;
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn read(
@@ -88,8 +121,8 @@ pub(super) fn read(
     let reader = open(path, format)?;
     let (tx, rx) = mpsc::sync_channel(2);
     std::thread::scope(|scope| {
-        let target = options.block_bytes;
-        scope.spawn(move || produce_blocks(reader, target, tx));
+        let blocks = BlockReader::new(reader, options.block_bytes);
+        scope.spawn(move || produce_blocks(blocks, tx));
         // Dropping `rx` on an early return stops the producer at its next send.
         for block in rx {
             let block = block.map_err(|e| {
@@ -114,13 +147,28 @@ pub(super) fn read(
 
 /// The lines of a block, without their `\n` (or `\r\n`).
 fn split_lines(bytes: &[u8]) -> Vec<&[u8]> {
+    fn without_cr(line: &[u8]) -> &[u8] {
+        line.strip_suffix(b"\r").unwrap_or(line)
+    }
     let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-    body.split(|&b| b == b'\n').map(|line| line.strip_suffix(b"\r").unwrap_or(line)).collect()
+    let mut lines = Vec::new();
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', body) {
+        lines.push(without_cr(&body[start..end]));
+        start = end + 1;
+    }
+    lines.push(without_cr(&body[start..]));
+    lines
 }
 
 /// Extracts the text field of one JSON line.
+/// Whether a line is empty or all ASCII whitespace: a blank line, skipped without parsing.
+pub(super) fn is_blank(line: &[u8]) -> bool {
+    line.trim_ascii().is_empty()
+}
+
 pub(super) fn parse_line<'a>(line: &'a [u8], field: &str) -> std::result::Result<Cow<'a, str>, Skip> {
-    if line.trim_ascii().is_empty() {
+    if is_blank(line) {
         return Err(Skip::new(SkipReason::BlankLine, ""));
     }
     let line = std::str::from_utf8(line)

@@ -22,7 +22,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub use self::arrow::{arrow_records, push_arrow_documents};
-pub use self::write::{OutputFormat, ShardWriter, write_selected_files};
+pub use self::write::{OutputFormat, ScoredFile, ShardWriter, write_selected_files};
 
 use crate::error::{Error, Result};
 

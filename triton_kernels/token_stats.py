@@ -19,50 +19,45 @@ Definitions, for one row of logits ``x`` (length V) and its target ``y``:
 * Logits equal to ``-inf`` (a model masking part of its vocabulary) carry no probability. A row
   whose logits are all ``-inf`` has no distribution: its statistics are not finite.
 
-The kernel (methods.md section 0) streams each row once. Values are kept in base-2 units
-(``z * log2(e)``) so that every lane costs one ``exp2``; a program keeps per-lane running sums
-``s0 = sum e``, ``s1 = sum e*d``, ``s2 = sum e*d^2``, ``sx = sum e^2`` with ``d = z - m`` against
-a running maximum ``m`` shared by the program, rescaled by the closed-form merge rule whenever
-``m`` grows. Large vocabularies are split over several programs per row (split-V); a second,
-small kernel merges the partial states of a row in a fixed order, so results are bitwise
-reproducible and no atomics are used. Nothing synchronises with the host, so the call can be
-captured in a CUDA graph.
+The kernel (methods.md section 0) streams each row once. A program keeps a running maximum
+``m`` of the softcapped logits ``c`` (temperature scaling is monotone, so it is the maximum of
+``z`` too) and per-lane running sums ``s0 = sum e``, ``s1 = sum e*d``, ``s2 = sum e*d^2``,
+``sx = sum e^2`` with ``d = (c - m) * log2(e) / temperature`` (base-2 units: one ``exp2``,
+``e = 2^d``, per lane; subtracting before scaling keeps logits offset by 1e4 accurate),
+rescaled by the closed-form merge rule whenever ``m`` grows. Large vocabularies are split over
+several programs per row (split-V); a second, small kernel merges the partial states of a row
+in a fixed order, so results are bitwise reproducible and no atomics are used. Nothing
+synchronises with the host, so the call can be captured in a CUDA graph.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from typing import NamedTuple
 
 import torch
 import triton
 import triton.language as tl
+from triton.runtime.interpreter import InterpretedFunction
 
 from tokensieve.exceptions import InvalidArgumentError, TargetOutOfRangeError
 
-__all__ = ["TokenStats", "check_token_stats_args", "token_stats_reference", "token_stats_triton"]
+from .results import TokenStats
 
-LOG2E: tl.constexpr = 1.4426950408889634
-LN2: tl.constexpr = 0.6931471805599453
+__all__ = [
+    "TokenStats",
+    "check_token_stats_args",
+    "interpreted",
+    "token_stats_reference",
+    "token_stats_triton",
+]
+
+LOG2E = math.log2(math.e)  # host side: folded into the scale the kernels receive
+LN2: tl.constexpr = math.log(2.0)
 
 KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 REFERENCE_DTYPES = (*KERNEL_DTYPES, torch.float64)
 #: Rows the reference turns into float64 at a time (bounds its memory at about 64 MiB per buffer).
 REFERENCE_CHUNK_ELEMENTS = 1 << 23
-
-
-class TokenStats(NamedTuple):
-    """Per-token statistics, each shaped like the targets. fp32, except ``argmax`` (int64) and
-    the reference's float64 results when it computes in float64."""
-
-    logprob: torch.Tensor
-    lse: torch.Tensor
-    entropy: torch.Tensor
-    sum_p2: torch.Tensor
-    var_logp: torch.Tensor
-    max_logprob: torch.Tensor
-    argmax: torch.Tensor
 
 
 def check_token_stats_args(
@@ -128,8 +123,12 @@ def token_stats_reference(
     rows = max(1, REFERENCE_CHUNK_ELEMENTS // vocab)
     parts = [
         _reference_rows(
-            flat_logits[i : i + rows], flat_targets[i : i + rows], ignored[i : i + rows],
-            temperature, softcap, compute_dtype,
+            flat_logits[i : i + rows],
+            flat_targets[i : i + rows],
+            ignored[i : i + rows],
+            temperature,
+            softcap,
+            compute_dtype,
         )
         for i in range(0, flat_logits.shape[0], rows)
     ]
@@ -173,21 +172,21 @@ def _reference_rows(
 
 
 @triton.jit
-def _scaled_logits(x, scale, softcap, softcap_scale, HAS_SOFTCAP: tl.constexpr):
-    """``softcap * tanh(x / softcap) * scale`` (or ``x * scale``), in fp32. ``scale`` is
-    log2(e) / temperature. tanh is written with exp2, as libdevice does not run under the
-    interpreter: softcap * tanh(x / softcap) = softcap - 2 softcap / (2^(x * softcap_scale) + 1)
-    with softcap_scale = 2 log2(e) / softcap; it saturates to +-softcap without overflow."""
+def _capped_logits(x, softcap, softcap_scale, HAS_SOFTCAP: tl.constexpr):
+    """``softcap * tanh(x / softcap)`` (or ``x``), in fp32. tanh is written with exp2, as
+    libdevice does not run under the interpreter: softcap * tanh(x / softcap) = softcap -
+    2 softcap / (2^(x * softcap_scale) + 1) with softcap_scale = 2 log2(e) / softcap; it
+    saturates to +-softcap without overflow."""
     x = x.to(tl.float32)
     if HAS_SOFTCAP:
         x = softcap - 2.0 * softcap / (tl.exp2(x * softcap_scale) + 1.0)
-    return x * scale
+    return x
 
 
 @triton.jit
 def _token_stats_partial_kernel(
     logits_ptr,
-    part_ptr,  # fp32 [5, n_rows * n_splits]: m, s0, s1, s2, sx (base-2 units)
+    part_ptr,  # fp32 [5, n_rows * n_splits]: m (softcapped logits), s0, s1, s2, sx (base 2)
     part_arg_ptr,  # int32 [n_rows * n_splits]
     n_rows,
     vocab,
@@ -219,20 +218,20 @@ def _token_stats_partial_kernel(
         live = idx < v_end
         x = tl.load(row_ptr + idx, mask=live, other=0.0)
         # padded lanes are masked after the softcap, which would otherwise turn them into -softcap
-        z = tl.where(live, _scaled_logits(x, scale, softcap, softcap_scale, HAS_SOFTCAP), -float("inf"))
-        block_max, block_arg = tl.max(z, 0, return_indices=True, return_indices_tie_break_left=True)
+        c = tl.where(live, _capped_logits(x, softcap, softcap_scale, HAS_SOFTCAP), -float("inf"))
+        block_max, block_arg = tl.max(c, 0, return_indices=True, return_indices_tie_break_left=True)
         if block_max > m:
             arg = start + block_arg
             # the closed-form merge rule of methods.md 0.1, moving the reference point from m up
             # to block_max (the sums are all zero while m is still -inf)
-            delta = tl.where(m > -float("inf"), block_max - m, 0.0)
+            delta = tl.where(m > -float("inf"), (block_max - m) * scale, 0.0)
             f = tl.exp2(-delta)
             s2 = f * (s2 - 2.0 * delta * s1 + delta * delta * s0)
             s1 = f * (s1 - delta * s0)
             s0 = f * s0
             sx = f * f * sx
             m = block_max
-        d = z - tl.where(m > -float("inf"), m, 0.0)
+        d = (c - tl.where(m > -float("inf"), m, 0.0)) * scale
         e = tl.exp2(d)
         d = tl.where(e > 0.0, d, 0.0)  # -inf lanes carry no mass (and would give -inf * 0)
         ed = e * d
@@ -269,6 +268,7 @@ def _token_stats_merge_kernel(
     stride_row,
     ignore_index,
     scale,
+    inv_temperature,
     softcap,
     softcap_scale,
     n_splits,
@@ -290,7 +290,7 @@ def _token_stats_merge_kernel(
     sx_part = tl.load(part_ptr + 4 * n_parts + parts, mask=live, other=0.0)
     # a fixed-order merge (tl.sum over the split axis): the result does not depend on scheduling
     m, best = tl.max(m_part, 1, return_indices=True, return_indices_tie_break_left=True)
-    delta = tl.where(m_part > -float("inf"), m[:, None] - m_part, 0.0)
+    delta = tl.where(m_part > -float("inf"), (m[:, None] - m_part) * scale, 0.0)
     f = tl.exp2(-delta)
     s0 = tl.sum(f * s0_part, 1)
     s1 = tl.sum(f * (s1_part - delta * s0_part), 1)
@@ -302,14 +302,14 @@ def _token_stats_merge_kernel(
     ignored = target == ignore_index
     in_range = (target >= 0) & (target < vocab) & ~ignored
     x_target = tl.load(logits_ptr + rows * stride_row + target, mask=row_live & in_range, other=0.0)
-    z_target = _scaled_logits(x_target, scale, softcap, softcap_scale, HAS_SOFTCAP)
+    c_target = _capped_logits(x_target, softcap, softcap_scale, HAS_SOFTCAP)
 
     log_s0 = tl.log(s0)
     mean_d = s1 / s0
-    logprob = (z_target - m) * LN2 - log_s0
+    logprob = (c_target - m) * scale * LN2 - log_s0
     logprob = tl.where(in_range, logprob, tl.where(ignored, 0.0, float("nan")))
     tl.store(logprob_ptr + rows, logprob, mask=row_live)
-    tl.store(lse_ptr + rows, m * LN2 + log_s0, mask=row_live)
+    tl.store(lse_ptr + rows, m * inv_temperature + log_s0, mask=row_live)
     tl.store(entropy_ptr + rows, log_s0 - mean_d * LN2, mask=row_live)
     tl.store(sum_p2_ptr + rows, sx / (s0 * s0), mask=row_live)
     tl.store(var_ptr + rows, tl.maximum(s2 / s0 - mean_d * mean_d, 0.0) * (LN2 * LN2), mask=row_live)
@@ -317,8 +317,10 @@ def _token_stats_merge_kernel(
     tl.store(argmax_ptr + rows, arg.to(tl.int64), mask=row_live)
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+def interpreted() -> bool:
+    """Whether this module's kernels were decorated under ``TRITON_INTERPRET=1`` (so they run on
+    CPU tensors). The setting is read when the module is imported."""
+    return isinstance(_token_stats_partial_kernel, InterpretedFunction)
 
 
 def _default_splits(logits: torch.Tensor, n_rows: int, n_blocks: int) -> int:
@@ -347,14 +349,15 @@ def token_stats_triton(
 
     ``block_v`` (a power of two), ``splits`` (programs per row), ``num_warps`` and
     ``num_stages`` (vocabulary blocks in flight, copied asynchronously through shared memory on
-    GPUs that can) override the launch heuristics; results are deterministic for a given setting. Runs on CUDA tensors, or
-    on CPU tensors under ``TRITON_INTERPRET=1``. A row that is not contiguous in V is copied first.
+    GPUs that can) override the launch heuristics; results are deterministic for a given
+    setting. Runs on CUDA tensors, or on CPU tensors when the module was imported under
+    ``TRITON_INTERPRET=1``. Logits whose rows are not contiguous in V are copied first.
     """
     check_token_stats_args(logits, targets, temperature, softcap, KERNEL_DTYPES)
-    if logits.device.type != "cuda" and not _interpreting():
+    if logits.device.type != "cuda" and not interpreted():
         raise InvalidArgumentError(
             f"the Triton kernel needs CUDA tensors (got {logits.device}); set TRITON_INTERPRET=1 "
-            "before importing it to run it on CPU"
+            "before this module is imported to run it on CPU"
         )
     vocab = logits.shape[-1]
     flat = logits.reshape(-1, vocab)
@@ -380,19 +383,46 @@ def token_stats_triton(
             num_warps = max(1, min(8, block_v // 256))
         parts = torch.empty((5, n_rows * n_splits), dtype=torch.float32, device=logits.device)
         part_args = torch.empty(n_rows * n_splits, dtype=torch.int32, device=logits.device)
-        scale = LOG2E / temperature
+        scale = LOG2E / float(temperature)
         cap = 0.0 if softcap is None else float(softcap)
         cap_scale = 0.0 if softcap is None else 2.0 * LOG2E / cap
         _token_stats_partial_kernel[(n_rows, n_splits)](
-            flat, parts, part_args, n_rows, vocab, flat.stride(0), split_size,
-            scale, cap, cap_scale, HAS_SOFTCAP=softcap is not None, BLOCK_V=block_v,
-            NUM_STAGES=num_stages, num_warps=num_warps,
+            flat,
+            parts,
+            part_args,
+            n_rows,
+            vocab,
+            flat.stride(0),
+            split_size,
+            scale,
+            cap,
+            cap_scale,
+            HAS_SOFTCAP=softcap is not None,
+            BLOCK_V=block_v,
+            NUM_STAGES=num_stages,
+            num_warps=num_warps,
         )
         block_rows = 64
         _token_stats_merge_kernel[(triton.cdiv(n_rows, block_rows),)](
-            flat, flat_targets, parts, part_args, *out, argmax, n_rows, vocab, flat.stride(0),
-            ignore_index, scale, cap, cap_scale, n_splits, HAS_SOFTCAP=softcap is not None,
-            BLOCK_ROWS=block_rows, SPLITS=triton.next_power_of_2(n_splits), num_warps=4,
+            flat,
+            flat_targets,
+            parts,
+            part_args,
+            *out,
+            argmax,
+            n_rows,
+            vocab,
+            flat.stride(0),
+            ignore_index,
+            scale,
+            1.0 / float(temperature),
+            cap,
+            cap_scale,
+            n_splits,
+            HAS_SOFTCAP=softcap is not None,
+            BLOCK_ROWS=block_rows,
+            SPLITS=triton.next_power_of_2(n_splits),
+            num_warps=4,
         )
     shape = targets.shape
     return TokenStats(*(o.reshape(shape) for o in out), argmax.reshape(shape))

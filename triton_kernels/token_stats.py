@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 LOG2E = math.log2(math.e)  # host side: folded into the scale the kernels receive
-LN2: tl.constexpr = math.log(2.0)
+LN2 = tl.constexpr(math.log(2.0))  # a global a kernel reads must be a constexpr instance
 
 KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 REFERENCE_DTYPES = (*KERNEL_DTYPES, torch.float64)

@@ -12,6 +12,7 @@ __all__ = [
     "CorpusNotFoundError",
     "CorpusReadError",
     "InvalidArgumentError",
+    "TargetOutOfRangeError",
     "TokensieveError",
 ]
 
@@ -22,6 +23,10 @@ class TokensieveError(Exception):
 
 class InvalidArgumentError(TokensieveError, ValueError):
     """An argument is outside its accepted range or vocabulary."""
+
+
+class TargetOutOfRangeError(InvalidArgumentError):
+    """A target token id is outside ``[0, V)`` and is not the ``ignore_index``."""
 
 
 class BadRecordError(TokensieveError, ValueError):

@@ -1,0 +1,140 @@
+"""Per-token statistics of a language model's distribution, and per-document reductions.
+
+:func:`token_stats` reads ``[..., V]`` logits once and returns fp32 ``logprob`` (log p(target)),
+``lse``, ``entropy``, ``sum_p2``, ``var_logp``, ``max_logprob`` and ``argmax`` per token: what
+perplexity, bits-per-byte, PreSelect, perplexity correlations, CoLoR-Filter, Min-K%, Min-K%++,
+EL2N, Rho-1 and cascades need. :func:`segment_reduce` gives per-document count, sum, mean, min
+and max; :func:`bottom_k_mean` (Min-K%), :func:`quantiles` (cascades) and
+:func:`top_k_token_mask` (Rho-1) are the order statistics.
+
+Backends: ``"triton"`` (the kernels in ``tokensieve.triton_kernels``; CUDA tensors, or CPU
+tensors when those modules were imported under ``TRITON_INTERPRET=1``), ``"torch"`` (the
+reference implementations: any device, fp32, or float64 for float64 inputs) and ``"auto"`` (the
+default: Triton for CUDA tensors, torch otherwise). The Triton path never synchronises with the
+host, so it can be captured in a CUDA graph; the torch path checks values and raises.
+
+Needs torch and triton (``pip install tokensieve[gpu]``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from tokensieve.exceptions import InvalidArgumentError
+from tokensieve.triton_kernels import segment_reduce as _segment
+from tokensieve.triton_kernels import token_stats as _token
+from tokensieve.triton_kernels.results import SegmentStats, TokenStats
+from tokensieve.triton_kernels.segment_reduce import bottom_k_mean, quantiles, top_k_token_mask
+
+__all__ = [
+    "Backend",
+    "SegmentStats",
+    "TokenStats",
+    "bottom_k_mean",
+    "quantiles",
+    "segment_reduce",
+    "token_stats",
+    "top_k_token_mask",
+]
+
+Backend = Literal["auto", "triton", "torch"]
+
+
+def _use_triton(backend: Backend, tensor: torch.Tensor) -> bool:
+    if backend == "auto":
+        return tensor.device.type == "cuda"
+    if backend in ("triton", "torch"):
+        return backend == "triton"
+    raise InvalidArgumentError(f'backend must be "auto", "triton" or "torch", got {backend!r}')
+
+
+def _torch_dtype(t: torch.Tensor) -> torch.dtype:
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+def token_stats(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    ignore_index: int = -100,
+    temperature: float = 1.0,
+    softcap: float | None = None,
+    backend: Backend = "auto",
+) -> TokenStats:
+    """Statistics of ``p = softmax(softcap * tanh(logits / softcap) / temperature)`` per token.
+
+    Args:
+        logits: ``[..., V]`` float16, bfloat16 or float32 (float64 on the torch backend). V is
+            the full width the model emits, padded vocabulary rows included.
+        targets: integer tensor of shape ``logits.shape[:-1]``: the next token of each position.
+        ignore_index: targets equal to it get ``logprob = 0``; their other statistics are
+            computed as for any token.
+        temperature: divides the (softcapped) logits; > 0.
+        softcap: ``None``, or the cap of Gemma-style ``softcap * tanh(x / softcap)``, applied
+            before the temperature.
+        backend: ``"auto"``, ``"triton"`` or ``"torch"`` (module docstring).
+
+    Returns:
+        :class:`TokenStats` of tensors shaped like ``targets``: ``logprob``, ``lse``,
+        ``entropy``, ``sum_p2``, ``var_logp`` (Var_p[log p]), ``max_logprob`` (fp32, float64 for
+        float64 logits on the torch backend) and ``argmax`` (int64, the first maximum).
+
+    Raises:
+        InvalidArgumentError: bad shapes, dtypes, devices, temperature or softcap.
+        TargetOutOfRangeError: (torch backend) a target outside ``[0, V)`` that is not
+            ``ignore_index``. The Triton backend does not synchronise to check: such a token
+            gets ``logprob = NaN``.
+    """
+    if _use_triton(backend, logits):
+        return _token.token_stats_triton(
+            logits, targets, ignore_index=ignore_index, temperature=temperature, softcap=softcap
+        )
+    return _token.token_stats_reference(
+        logits,
+        targets,
+        ignore_index=ignore_index,
+        temperature=temperature,
+        softcap=softcap,
+        compute_dtype=_torch_dtype(logits),
+    )
+
+
+def segment_reduce(
+    values: torch.Tensor,
+    *,
+    cu_seqlens: torch.Tensor | None = None,
+    doc_ids: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    num_docs: int | None = None,
+    backend: Backend = "auto",
+) -> SegmentStats:
+    """Per-document count, sum, mean, min and max of per-token ``values``.
+
+    Args:
+        values: float tensor of any shape (flattened in row-major order).
+        cu_seqlens: ``[D + 1]`` nondecreasing offsets into the flat values: document ``d`` is
+            ``values.flatten()[cu_seqlens[d]:cu_seqlens[d + 1]]``. Give this or ``doc_ids``.
+        doc_ids: integer tensor shaped like ``values``: each token's document, in any order; ids
+            outside ``[0, num_docs)`` (e.g. -1 for padding) belong to no document.
+        mask: bool tensor shaped like ``values``; ``False`` drops a token (e.g.
+            ``targets != ignore_index``).
+        num_docs: the number of documents with ``doc_ids``; without it ``max(doc_ids) + 1`` is
+            used, which synchronises with the host.
+        backend: ``"auto"``, ``"triton"`` or ``"torch"`` (module docstring).
+
+    Returns:
+        :class:`SegmentStats` of ``[D]`` tensors: ``count`` (int64), ``sum``, ``mean``, ``min``,
+        ``max`` (fp32; float64 for float64 values on the torch backend). An empty document has
+        ``count = 0``, ``sum = 0`` and NaN ``mean``/``min``/``max``. Deterministic on both
+        backends (fixed summation order, no atomics).
+
+    Raises:
+        InvalidArgumentError: bad shapes, dtypes or devices; (torch backend) ``cu_seqlens`` that
+            decrease or leave ``[0, N]``. The Triton backend clamps such offsets instead.
+    """
+    kwargs = {"cu_seqlens": cu_seqlens, "doc_ids": doc_ids, "mask": mask, "num_docs": num_docs}
+    if _use_triton(backend, values):
+        return _segment.segment_reduce_triton(values, **kwargs)
+    return _segment.segment_reduce_reference(values, **kwargs, compute_dtype=_torch_dtype(values))

@@ -26,8 +26,16 @@ def test_demo_runs_dsir_on_the_bundled_sample(tmp_path: Path, capsys: pytest.Cap
 def test_dsir_command_writes_what_the_api_selects(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     files = demo_files()
     args = ["dsir", "--raw", str(files["raw"]), "--target", str(files["target"]), "--k", "50"]
-    assert main([*args, "--seed", "5", "--format", "jsonl", "--out", str(tmp_path / "cli")]) == 0
-    assert "selected 50 /" in capsys.readouterr().out
+    assert (
+        main([*args, "--seed", "5", "--format", "jsonl", "--out", str(tmp_path / "cli"), "--progress"]) == 0
+    )
+    printed = capsys.readouterr()
+    assert "selected 50 /" in printed.out
+    raw_size = files["raw"].stat().st_size / 1e6
+    for phase in ("fit raw", "fit target", "weights"):
+        final = [line for line in printed.err.split("\n") if line.startswith(f"\r{phase} ")][-1]
+        assert "100.0%" in final, final
+    assert f"/ {raw_size:.1f} MB 100.0%" in printed.err
     from tokensieve import DSIR
     from tokensieve.io import Files
 

@@ -231,3 +231,33 @@ def test_real_corpus_files_are_read_completely(shared_data: Path) -> None:
         lines = zstandard.ZstdDecompressor().stream_reader(fh).read().count(b"\n")
     assert report.records == lines == 7981
     assert report.documents + report.skipped_total == report.records
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".parquet"])
+def test_progress_reaches_the_stored_size_and_a_raising_callback_stops_the_read(
+    tmp_path: Path, suffix: str
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = [f"document {i} " + "word " * (i % 50) for i in range(5000)]
+    path = tmp_path / f"corpus{suffix}"
+    if suffix == ".parquet":
+        pq.write_table(pa.table({"text": texts}), path, row_group_size=700)
+    else:
+        lines = "".join(json.dumps({"text": t}) + "\n" for t in texts).encode()
+        path.write_bytes(gzip.compress(lines) if suffix.endswith(".gz") else lines)
+    core = HashedNgrams(hash="fast-v1")._core
+    seen: list[tuple[int, int]] = []
+    options = {"text_field": "text", "on_error": "raise", "num_threads": 2}
+    core.sum_counts_files([str(path)], progress=lambda b, d: seen.append((b, d)), **options)
+    assert seen == sorted(seen) and seen[-1] == (path.stat().st_size, len(texts))
+
+    class StopError(Exception):
+        pass
+
+    def stop(bytes_read: int, documents: int) -> None:
+        raise StopError(f"{documents} documents")
+
+    with pytest.raises(StopError):
+        core.sum_counts_files([str(path)], progress=stop, **options)

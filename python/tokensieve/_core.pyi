@@ -1,6 +1,6 @@
 """Type stubs of the compiled module ``tokensieve._core`` (checked with ``mypy.stubtest``)."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from os import PathLike
 from typing import Any, final
 
@@ -58,6 +58,7 @@ class NgramFeaturizer:
         text_field: str = "text",
         on_error: str = "skip",
         num_threads: int | None = None,
+        progress: Callable[[int, int], object] | None = None,
     ) -> tuple[npt.NDArray[np.int64], _Report]: ...
     def transform_ids(
         self, ids: npt.NDArray[Any], offsets: npt.NDArray[np.int64], *, num_threads: int | None = None
@@ -98,6 +99,7 @@ class ImportanceModel:
         text_field: str = "text",
         on_error: str = "skip",
         num_threads: int | None = None,
+        progress: Callable[[int, int], object] | None = None,
     ) -> _Scored: ...
 
 def write_selected_files(

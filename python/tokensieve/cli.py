@@ -66,6 +66,7 @@ def run_dsir(args: argparse.Namespace) -> int:
         text_field=args.text_field,
         on_error=args.on_error,
         num_threads=num_threads,
+        progress=sys.stderr.isatty() if args.progress is None else args.progress,
     )
     print(f"DSIR in {dsir.featurizer!r}, {resolve_num_threads(num_threads)} threads")
     timings = {}
@@ -184,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     dsir.add_argument("--on-error", choices=["skip", "raise"], default="skip")
     dsir.add_argument("--format", choices=["jsonl", "jsonl.zst"], default="jsonl.zst")
     dsir.add_argument("--num-threads", type=int, default=None)
+    dsir.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars on stderr (default: when stderr is a terminal)",
+    )
 
     feat = sub.add_parser("featurize", help="count hashed n-grams over corpus files")
     feat.add_argument("inputs", nargs="+", help="files, directories or glob patterns")

@@ -40,6 +40,7 @@ from tokensieve import _core
 from tokensieve.exceptions import InvalidArgumentError
 from tokensieve.features import HashedNgrams, HashName, TokenizerName
 from tokensieve.io import OnError, ReadReport, corpus_files, is_file_source
+from tokensieve.progress import progress_bar
 
 __all__ = ["DSIR", "FeatureSpaceMismatchError", "Selection", "kl_divergence"]
 
@@ -112,6 +113,7 @@ class DSIR:
             a random order seeded by ``fit_seed``.
         text_field, on_error: how records are read (see :mod:`tokensieve.io`).
         num_threads: worker threads (results do not depend on it).
+        progress: draw a progress bar on stderr for each pass over files.
     """
 
     def __init__(
@@ -132,6 +134,7 @@ class DSIR:
         text_field: str = "text",
         on_error: OnError = "skip",
         num_threads: int | None = None,
+        progress: bool = False,
     ) -> None:
         self.featurizer = HashedNgrams(ngrams, buckets, tokenizer, hash, lowercase, num_threads)
         # Sources are read several times (fit, weights, output): a one-shot iterator is kept.
@@ -158,6 +161,7 @@ class DSIR:
         self.text_field = text_field
         self.on_error: OnError = on_error
         self.num_threads = num_threads
+        self.progress = progress
         self.raw_counts: npt.NDArray[np.int64] | None = None
         self.target_counts: npt.NDArray[np.int64] | None = None
         self._scores: tuple[np.ndarray, np.ndarray, ReadReport] | None = None
@@ -173,14 +177,16 @@ class DSIR:
         include = None
         if self.num_tokens_to_fit != "all":
             include = self._fit_sample(int(self.num_tokens_to_fit))
-        self.raw_counts = self._sum_counts(self.raw, include)
-        self.target_counts = np.stack([self._sum_counts(source, None) for source in self.targets.values()])
+        self.raw_counts = self._sum_counts(self.raw, include, "fit raw")
+        self.target_counts = np.stack(
+            [self._sum_counts(source, None, f"fit {name}") for name, source in self.targets.items()]
+        )
         return self
 
     def _fit_sample(self, budget: int) -> npt.NDArray[np.bool_]:
         """Documents in a seeded random order until their n-grams reach ``budget`` (the one
         crossing it included)."""
-        _, tokens, report = self._score_raw(np.zeros((0, self.featurizer.buckets)))
+        _, tokens, report = self._score_raw(np.zeros((0, self.featurizer.buckets)), "fit budget")
         n = self.feature_space["ngrams"]
         features = sum(np.maximum(tokens.astype(np.int64) - i, 0) for i in range(n))
         order = np.argsort(_document_uniforms(report, self.fit_seed, FIT_SAMPLE_STREAM), kind="stable")
@@ -190,16 +196,21 @@ class DSIR:
         include[order[:stop]] = True
         return include
 
-    def _sum_counts(self, source: Any, include: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.int64]:
+    def _sum_counts(
+        self, source: Any, include: npt.NDArray[np.bool_] | None, label: str
+    ) -> npt.NDArray[np.int64]:
         core = self.featurizer._core
         if is_file_source(source):
-            counts, raw = core.sum_counts_files(
-                corpus_files(source),
-                include=include,
-                text_field=self.text_field,
-                on_error=self.on_error,
-                num_threads=self.num_threads,
-            )
+            paths = corpus_files(source)
+            with progress_bar(label, paths, self.progress) as bar:
+                counts, raw = core.sum_counts_files(
+                    paths,
+                    include=include,
+                    text_field=self.text_field,
+                    on_error=self.on_error,
+                    num_threads=self.num_threads,
+                    progress=bar,
+                )
         else:
             counts, raw = core.sum_counts_texts(
                 source, include=include, on_error=self.on_error, num_threads=self.num_threads
@@ -242,15 +253,18 @@ class DSIR:
 
     # -- weights -----------------------------------------------------------------------------
 
-    def _score_raw(self, log_diff: np.ndarray) -> tuple[np.ndarray, np.ndarray, ReadReport]:
+    def _score_raw(self, log_diff: np.ndarray, label: str) -> tuple[np.ndarray, np.ndarray, ReadReport]:
         model = _core.ImportanceModel(self.featurizer._core, np.ascontiguousarray(log_diff, dtype=np.float64))
         if is_file_source(self.raw):
-            weights, tokens, raw = model.score_files(
-                corpus_files(self.raw),
-                text_field=self.text_field,
-                on_error=self.on_error,
-                num_threads=self.num_threads,
-            )
+            paths = corpus_files(self.raw)
+            with progress_bar(label, paths, self.progress) as bar:
+                weights, tokens, raw = model.score_files(
+                    paths,
+                    text_field=self.text_field,
+                    on_error=self.on_error,
+                    num_threads=self.num_threads,
+                    progress=bar,
+                )
         else:
             weights, tokens, raw = model.score_texts(
                 self.raw, on_error=self.on_error, num_threads=self.num_threads
@@ -261,7 +275,7 @@ class DSIR:
 
     def _scored(self) -> tuple[np.ndarray, np.ndarray, ReadReport]:
         if self._scores is None:
-            self._scores = self._score_raw(np.atleast_2d(self.log_diff))
+            self._scores = self._score_raw(np.atleast_2d(self.log_diff), "weights")
         return self._scores
 
     def weights(self, *, normalize: bool = False) -> npt.NDArray[np.float64]:
@@ -444,8 +458,10 @@ class DSIR:
         size = int(np.count_nonzero(selection.copies))
         random_pick = np.zeros(n, dtype=bool)
         random_pick[np.random.Generator(np.random.PCG64(seed)).choice(n, size=size, replace=False)] = True
-        kl_random = kl_divergence(target_dist, self._sum_counts(self.raw, random_pick))
-        kl_selected = kl_divergence(target_dist, self._sum_counts(self.raw, selection.copies > 0))
+        kl_random = kl_divergence(target_dist, self._sum_counts(self.raw, random_pick, "kl random"))
+        kl_selected = kl_divergence(
+            target_dist, self._sum_counts(self.raw, selection.copies > 0, "kl selection")
+        )
         return {"kl_random": kl_random, "kl_selected": kl_selected, "kl_reduction": kl_random - kl_selected}
 
     # -- output ------------------------------------------------------------------------------

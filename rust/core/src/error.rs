@@ -22,6 +22,10 @@ pub enum Error {
     #[error("{path}: {detail}")]
     Format { path: PathBuf, detail: String },
 
+    /// The caller's progress callback asked to stop (in Python: it raised, e.g. on Ctrl-C).
+    #[error("stopped by the caller")]
+    Stopped,
+
     /// A record could not be turned into a document and the caller asked to raise on bad input.
     #[error("{path}:{line}: {reason}: {detail}", reason = reason.name())]
     BadRecord { path: String, line: u64, reason: SkipReason, detail: String },

@@ -15,6 +15,7 @@ use crate::convert::{HeldTexts, collect_documents, report_to_py};
 use crate::errors::CoreError;
 use crate::features::NgramFeaturizer;
 use crate::io::{read_options, thread_pool};
+use crate::progress::Progress;
 
 /// A feature space with fitted `log_diff` rows, one per target.
 #[pyclass(frozen, module = "tokensieve._core")]
@@ -65,7 +66,7 @@ impl ImportanceModel {
     }
 
     /// The same over the documents of corpus files, streamed.
-    #[pyo3(signature = (paths, *, text_field="text", on_error="skip", num_threads=None))]
+    #[pyo3(signature = (paths, *, text_field="text", on_error="skip", num_threads=None, progress=None))]
     fn score_files<'py>(
         &self,
         py: Python<'py>,
@@ -73,18 +74,19 @@ impl ImportanceModel {
         text_field: &str,
         on_error: &str,
         num_threads: Option<usize>,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<Scored<'py>> {
-        let options = read_options(text_field, on_error)?;
+        let mut options = read_options(text_field, on_error)?;
         let pool = thread_pool(num_threads)?;
         let mut scores = DocumentScores::default();
-        let report = py
-            .detach(|| {
-                read_files(&paths, &options, &pool, &mut |docs| {
-                    self.inner.score(&pool, docs, &mut scores);
-                    Ok(())
-                })
+        let mut progress = Progress::new(progress, &mut options);
+        let read = py.detach(|| {
+            read_files(&paths, &options, &pool, &mut |docs| {
+                self.inner.score(&pool, docs, &mut scores);
+                progress.advance(docs.len())
             })
-            .map_err(CoreError)?;
+        });
+        let report = progress.finish(read)?;
         scores_to_py(py, scores, self.inner.targets(), &report)
     }
 }

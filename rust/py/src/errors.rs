@@ -28,6 +28,7 @@ fn to_py_err(py: Python<'_>, error: &Error) -> PyResult<PyErr> {
     let attrs = PyDict::new(py);
     let class = match error {
         Error::InvalidArgument(_) => "InvalidArgumentError",
+        Error::Stopped => "TokensieveError",
         Error::Io { path, source } => {
             attrs.set_item("path", path.display().to_string())?;
             match source.kind() {

@@ -15,6 +15,7 @@ use tokensieve_core::{Error, pool};
 use crate::convert::{HeldTexts, collect_documents, counts_to_py, csr_to_py, report_to_py};
 use crate::errors::CoreError;
 use crate::io::{read_options, thread_pool};
+use crate::progress::Progress;
 
 /// A hashed n-gram feature space and the featuriser over it.
 #[pyclass(frozen, module = "tokensieve._core")]
@@ -212,7 +213,8 @@ impl NgramFeaturizer {
 
     /// Total counts over the documents of corpus files: `(counts, report)`; `include` as for
     /// texts, over documents in read order.
-    #[pyo3(signature = (paths, *, include=None, text_field="text", on_error="skip", num_threads=None))]
+    #[pyo3(signature = (paths, *, include=None, text_field="text", on_error="skip", num_threads=None, progress=None))]
+    #[allow(clippy::too_many_arguments)]
     fn sum_counts_files<'py>(
         &self,
         py: Python<'py>,
@@ -221,20 +223,21 @@ impl NgramFeaturizer {
         text_field: &str,
         on_error: &str,
         num_threads: Option<usize>,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyDict>)> {
-        let options = read_options(text_field, on_error)?;
+        let mut options = read_options(text_field, on_error)?;
         let pool = thread_pool(num_threads)?;
         let mut filter = DocumentFilter::new(include.as_ref())?;
-        let (counts, report) = py
-            .detach(|| {
-                let acc = CountAccumulator::new(self.inner.clone(), &pool);
-                let report = read_files(&paths, &options, &pool, &mut |docs| {
-                    filter.add(&acc, &pool, docs);
-                    Ok(())
-                })?;
-                Ok::<_, tokensieve_core::Error>((acc.finish(), report))
-            })
-            .map_err(CoreError)?;
+        let mut progress = Progress::new(progress, &mut options);
+        let read = py.detach(|| {
+            let acc = CountAccumulator::new(self.inner.clone(), &pool);
+            let report = read_files(&paths, &options, &pool, &mut |docs| {
+                filter.add(&acc, &pool, docs);
+                progress.advance(docs.len())
+            })?;
+            Ok((acc.finish(), report))
+        });
+        let (counts, report) = progress.finish(read)?;
         filter.check_complete(report.documents())?;
         Ok((counts_to_py(py, counts), report_to_py(py, &report)?))
     }

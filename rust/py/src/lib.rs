@@ -6,6 +6,7 @@ mod dsir;
 mod errors;
 mod features;
 mod io;
+mod progress;
 
 use pyo3::prelude::*;
 

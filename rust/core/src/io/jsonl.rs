@@ -6,16 +6,22 @@ use std::fmt;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, mpsc};
 
 use rayon::prelude::*;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
-use super::{Document, Format, ReadOptions, ReadReport, Skip, SkipReason};
+use super::{CountingReader, Document, Format, ReadOptions, ReadReport, Skip, SkipReason};
 use crate::error::{Error, Result};
 
-fn open(path: &Path, format: Format) -> Result<Box<dyn Read + Send>> {
-    let file = BufReader::with_capacity(1 << 16, File::open(path).map_err(|e| Error::io(path, e))?);
+fn open(path: &Path, format: Format, bytes_read: Option<&Arc<AtomicU64>>) -> Result<Box<dyn Read + Send>> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file: Box<dyn Read + Send> = match bytes_read {
+        Some(count) => Box::new(CountingReader { inner: file, count: count.clone() }),
+        None => Box::new(file),
+    };
+    let file = BufReader::with_capacity(1 << 16, file);
     Ok(match format {
         Format::Jsonl => Box::new(file),
         Format::GzipJsonl => Box::new(flate2::read::MultiGzDecoder::new(file)),
@@ -100,7 +106,7 @@ pub(super) fn for_each_line(
     block_bytes: usize,
     consume: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
 ) -> Result<()> {
-    let mut blocks = BlockReader::new(open(path, format)?, block_bytes);
+    let mut blocks = BlockReader::new(open(path, format, None)?, block_bytes);
     while let Some(block) = blocks.next_block().map_err(|e| Error::io(path, e))? {
         for (i, line) in split_lines(&block.bytes).into_iter().enumerate() {
             consume(block.first_line + i as u64, line)?;
@@ -118,7 +124,7 @@ pub(super) fn read(
     report: &mut ReadReport,
     consume: &mut dyn FnMut(&[Document<'_>]) -> Result<()>,
 ) -> Result<()> {
-    let reader = open(path, format)?;
+    let reader = open(path, format, options.bytes_read.as_ref())?;
     let (tx, rx) = mpsc::sync_channel(2);
     std::thread::scope(|scope| {
         let blocks = BlockReader::new(reader, options.block_bytes);

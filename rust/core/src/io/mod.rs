@@ -20,6 +20,8 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use self::arrow::{arrow_records, push_arrow_documents};
 pub use self::write::{OutputFormat, ScoredFile, ShardWriter, write_selected_files};
@@ -123,11 +125,28 @@ pub struct ReadOptions {
     pub on_error: OnError,
     /// Approximate bytes of JSONL per block handed to the consumer.
     pub block_bytes: usize,
+    /// When set, grows by the bytes of the files (as stored, compressed or not) read so far, for
+    /// progress reports.
+    pub bytes_read: Option<Arc<AtomicU64>>,
 }
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        ReadOptions { text_field: "text".into(), on_error: OnError::Skip, block_bytes: 4 << 20 }
+        ReadOptions { text_field: "text".into(), on_error: OnError::Skip, block_bytes: 4 << 20, bytes_read: None }
+    }
+}
+
+/// A reader that adds the bytes it reads to a shared counter.
+struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 }
 

@@ -27,7 +27,10 @@ pub(super) fn read(
         detail: format!("no column named {:?}", options.text_field),
     })?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), [column]);
+    let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
     let reader = builder.with_projection(mask).with_batch_size(BATCH_ROWS).build().map_err(format_error)?;
+    let file_bytes = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    let total_rows = rows.max(1) as u128;
     let mut next_line = 1u64;
     for batch in reader {
         let batch = batch.map_err(|e| Error::Format { path: path.into(), detail: e.to_string() })?;
@@ -37,6 +40,12 @@ pub(super) fn read(
                 Error::InvalidArgument(detail) => Error::Format { path: path.into(), detail },
                 other => other,
             })?;
+        if let Some(count) = &options.bytes_read {
+            // Bytes in proportion to rows: the row groups are decoded, not read byte by byte.
+            let before = u128::from(file_bytes) * u128::from(next_line - 1) / total_rows;
+            let after = u128::from(file_bytes) * u128::from(next_line - 1 + batch.num_rows() as u64) / total_rows;
+            count.fetch_add((after - before) as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         next_line += batch.num_rows() as u64;
         if !docs.is_empty() {
             consume(&docs)?;

@@ -319,3 +319,31 @@ def test_a_mask_of_the_wrong_length_is_a_typed_error():
     core = DSIR(["a b"], ["a"]).featurizer._core
     with pytest.raises(InvalidArgumentError, match="include has 2 entries but the source has 1 documents"):
         core.sum_counts_texts(["a b"], include=np.array([True, False]))
+
+
+def test_parquet_output_keeps_every_column_of_parquet_rows_and_the_text_of_lines(corpus, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = [json.loads(line)["text"] for line in corpus["raw"][0].read_text().split("\n") if line]
+    texts = texts[:120]
+    texts[5] = None  # not a document: positions after it shift by one
+    table = pa.table(
+        {"id": list(range(len(texts))), "text": texts, "meta": [{"n": i} for i in range(len(texts))]}
+    )
+    parquet_in = tmp_path / "pool.parquet"
+    pq.write_table(table, parquet_in, row_group_size=50)
+    dsir = DSIR(Files([parquet_in]), Files(corpus["target"]), min_example_length=1).fit()
+    selection = dsir.resample(30, seed=2, method="replacement", out=tmp_path / "pq", output_format="parquet")
+    rows = [i for i in range(len(texts)) if texts[i] is not None]
+    expected = [rows[i] for i in np.repeat(np.arange(len(selection.copies)), selection.copies)]
+    written = pq.read_table(tmp_path / "pq" / "part-00000.parquet")
+    assert written.schema == table.schema
+    assert written.to_pylist() == table.take(expected).to_pylist()
+
+    jsonl = DSIR(Files([corpus["raw"][0]]), Files(corpus["target"])).fit()
+    chosen = jsonl.resample(20, seed=2, out=tmp_path / "from_jsonl", output_format="parquet")
+    lines = [line for line in corpus["raw"][0].read_text().split("\n") if line]
+    got = pq.read_table(tmp_path / "from_jsonl" / "part-00000.parquet")
+    assert got.column_names == ["text"]
+    assert got.column("text").to_pylist() == [json.loads(lines[i])["text"] for i in chosen.indices]

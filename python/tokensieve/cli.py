@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsir.add_argument("--min-example-length", type=int, default=100)
     dsir.add_argument("--text-field", default="text")
     dsir.add_argument("--on-error", choices=["skip", "raise"], default="skip")
-    dsir.add_argument("--format", choices=["jsonl", "jsonl.zst"], default="jsonl.zst")
+    dsir.add_argument("--format", choices=["jsonl", "jsonl.zst", "parquet"], default="jsonl.zst")
     dsir.add_argument("--num-threads", type=int, default=None)
     dsir.add_argument(
         "--progress",

@@ -45,7 +45,7 @@ from tokensieve.progress import progress_bar
 __all__ = ["DSIR", "FeatureSpaceMismatchError", "Selection", "kl_divergence"]
 
 Method = Literal["gumbel", "topk", "replacement"]
-OutputFormat = Literal["jsonl", "jsonl.zst"]
+OutputFormat = Literal["jsonl", "jsonl.zst", "parquet"]
 
 #: Added to probabilities before the log, as the reference does.
 LOG_EPSILON = 1e-8
@@ -470,8 +470,14 @@ class DSIR:
         self, selection: Selection, out: str | os.PathLike[str], *, output_format: OutputFormat = "jsonl.zst"
     ) -> Selection:
         """Writes the selected documents to ``out/part-NNNNN.<format>`` (one shard per input
-        file with a selected document, documents in input order; JSONL lines are copied byte
-        for byte) and ``out/manifest.json``, which accounts for every raw record. Each file is
+        file with a selected document, documents in input order) and ``out/manifest.json``,
+        which accounts for every raw record.
+
+        ``output_format``: ``"jsonl"`` or ``"jsonl.zst"`` copy JSONL lines byte for byte (Parquet
+        rows and in-memory items become ``{"<text_field>": text}``); ``"parquet"`` copies Parquet
+        rows with all their columns (JSONL lines and in-memory items become rows of one
+        ``text_field`` column). A document selected twice (``method="replacement"``) is written
+        twice. Each file is
         written under a temporary name and renamed when complete, the manifest last, so a
         killed run leaves no partial shard and rerunning it gives the same output."""
         out_dir = Path(out)

@@ -157,10 +157,10 @@ pub fn write_selected_texts<'py>(
         let detail = format!("{} copies for {} documents", copies.len(), docs.len());
         return Err(CoreError(Error::invalid(detail)).into());
     }
-    let mut writer = ShardWriter::create(&path, format).map_err(CoreError)?;
+    let mut writer = ShardWriter::create(&path, format, text_field).map_err(CoreError)?;
     for (doc, &n) in docs.iter().zip(copies) {
         if n > 0 {
-            writer.write(doc, n, text_field).map_err(CoreError)?;
+            writer.write(doc, n).map_err(CoreError)?;
         }
     }
     Ok(writer.finish().map_err(CoreError)?)

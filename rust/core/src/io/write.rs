@@ -1,12 +1,20 @@
-//! Writing selected documents: JSONL lines copied byte for byte from the input (other records
-//! as `{"<text field>": text}`), plain or zstd-compressed, each shard written under a temporary
-//! name and renamed into place once complete.
+//! Writing selected documents, each shard under a temporary name renamed into place once
+//! complete. JSONL output copies JSONL lines byte for byte (other records become
+//! `{"<text field>": text}`), plain or zstd-compressed; Parquet output copies Parquet rows with
+//! all their columns (other records become rows of one text column).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::{Document, Format, ReadOptions, jsonl, read_files, sniff_format};
+use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use super::{Document, Format, ReadOptions, jsonl, parquet as parquet_input, read_files, sniff_format};
 use crate::error::{Error, Result};
 
 /// How output shards are encoded.
@@ -14,6 +22,7 @@ use crate::error::{Error, Result};
 pub enum OutputFormat {
     Jsonl,
     JsonlZstd,
+    Parquet,
 }
 
 impl OutputFormat {
@@ -21,7 +30,10 @@ impl OutputFormat {
         match name {
             "jsonl" => Ok(OutputFormat::Jsonl),
             "jsonl.zst" => Ok(OutputFormat::JsonlZstd),
-            other => Err(Error::invalid(format!("output format must be \"jsonl\" or \"jsonl.zst\", got {other:?}"))),
+            "parquet" => Ok(OutputFormat::Parquet),
+            other => Err(Error::invalid(format!(
+                "output format must be \"jsonl\", \"jsonl.zst\" or \"parquet\", got {other:?}"
+            ))),
         }
     }
 
@@ -30,13 +42,48 @@ impl OutputFormat {
         match self {
             OutputFormat::Jsonl => "jsonl",
             OutputFormat::JsonlZstd => "jsonl.zst",
+            OutputFormat::Parquet => "parquet",
         }
+    }
+}
+
+/// Rows of texts gathered before they are written as one Parquet record batch.
+const PARQUET_BATCH_ROWS: usize = 8192;
+
+/// A Parquet shard: the writer starts with the first batch, whose schema it takes.
+struct ParquetSink {
+    file: Option<File>,
+    writer: Option<ArrowWriter<File>>,
+    /// Texts of records that are not Parquet rows, for a table of one column.
+    texts: Vec<String>,
+}
+
+impl ParquetSink {
+    fn write_batch(&mut self, batch: &RecordBatch) -> parquet::errors::Result<()> {
+        if self.writer.is_none() {
+            let file = self.file.take().expect("the file is kept until the writer starts");
+            let properties =
+                WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
+            self.writer = Some(ArrowWriter::try_new(file, batch.schema(), Some(properties))?);
+        }
+        self.writer.as_mut().expect("started above").write(batch)
+    }
+
+    fn flush_texts(&mut self, text_field: &str) -> parquet::errors::Result<()> {
+        if self.texts.is_empty() {
+            return Ok(());
+        }
+        let schema = Arc::new(Schema::new(vec![Field::new(text_field, DataType::Utf8, false)]));
+        let column: ArrayRef = Arc::new(StringArray::from(std::mem::take(&mut self.texts)));
+        let batch = RecordBatch::try_new(schema, vec![column])?;
+        self.write_batch(&batch)
     }
 }
 
 enum Sink {
     Plain(BufWriter<File>),
     Zstd(zstd::Encoder<'static, BufWriter<File>>),
+    Parquet(Box<ParquetSink>),
 }
 
 /// One output file, invisible under its final name until [`ShardWriter::finish`].
@@ -44,43 +91,78 @@ pub struct ShardWriter {
     path: PathBuf,
     temporary: PathBuf,
     sink: Sink,
+    text_field: String,
     documents: u64,
 }
 
 impl ShardWriter {
-    /// Starts writing `path` (through `path` + `.tmp`, replacing any leftover of a killed run).
-    pub fn create(path: &Path, format: OutputFormat) -> Result<Self> {
+    /// Starts writing `path` (through `path` + `.tmp`, replacing any leftover of a killed run);
+    /// records that are not lines or rows are written as their text under `text_field`.
+    pub fn create(path: &Path, format: OutputFormat, text_field: &str) -> Result<Self> {
         let mut temporary = path.as_os_str().to_owned();
         temporary.push(".tmp");
         let temporary = PathBuf::from(temporary);
-        let file = BufWriter::with_capacity(1 << 20, File::create(&temporary).map_err(|e| Error::io(&temporary, e))?);
+        let file = File::create(&temporary).map_err(|e| Error::io(&temporary, e))?;
         let sink = match format {
-            OutputFormat::Jsonl => Sink::Plain(file),
-            OutputFormat::JsonlZstd => Sink::Zstd(zstd::Encoder::new(file, 3).map_err(|e| Error::io(&temporary, e))?),
+            OutputFormat::Jsonl => Sink::Plain(BufWriter::with_capacity(1 << 20, file)),
+            OutputFormat::JsonlZstd => Sink::Zstd(
+                zstd::Encoder::new(BufWriter::with_capacity(1 << 20, file), 3).map_err(|e| Error::io(&temporary, e))?,
+            ),
+            OutputFormat::Parquet => {
+                Sink::Parquet(Box::new(ParquetSink { file: Some(file), writer: None, texts: Vec::new() }))
+            }
         };
-        Ok(ShardWriter { path: path.to_owned(), temporary, sink, documents: 0 })
+        Ok(ShardWriter { path: path.to_owned(), temporary, sink, text_field: text_field.to_owned(), documents: 0 })
     }
 
-    /// Appends `copies` copies of `doc`: its original line, or a JSON object holding its text.
-    pub fn write(&mut self, doc: &Document<'_>, copies: u32, text_field: &str) -> Result<()> {
-        if !doc.raw.is_empty() {
+    /// Whether whole JSONL lines can be copied into this shard.
+    pub fn takes_lines(&self) -> bool {
+        !matches!(self.sink, Sink::Parquet(_))
+    }
+
+    /// Appends `copies` copies of `doc`: its original line if it has one and the shard takes
+    /// lines, else its text.
+    pub fn write(&mut self, doc: &Document<'_>, copies: u32) -> Result<()> {
+        if !doc.raw.is_empty() && self.takes_lines() {
             return self.write_line(doc.raw, copies);
         }
+        if let Sink::Parquet(sink) = &mut self.sink {
+            sink.texts.extend(std::iter::repeat_n(doc.text.to_string(), copies as usize));
+            self.documents += u64::from(copies);
+            if sink.texts.len() >= PARQUET_BATCH_ROWS {
+                sink.flush_texts(&self.text_field).map_err(|e| parquet_error(&self.temporary, e))?;
+            }
+            return Ok(());
+        }
         let mut object = serde_json::Map::new();
-        object.insert(text_field.to_owned(), serde_json::Value::String(doc.text.to_string()));
+        object.insert(self.text_field.clone(), serde_json::Value::String(doc.text.to_string()));
         self.write_line(&serde_json::to_vec(&object).expect("a JSON object of one string serialises"), copies)
     }
 
-    /// Appends `copies` copies of a line (given without its line break).
+    /// Appends `copies` copies of a JSONL line (given without its line break).
     pub fn write_line(&mut self, bytes: &[u8], copies: u32) -> Result<()> {
         let out: &mut dyn Write = match &mut self.sink {
             Sink::Plain(w) => w,
             Sink::Zstd(w) => w,
+            Sink::Parquet(_) => return Err(Error::invalid("a Parquet shard takes rows, not lines")),
         };
         for _ in 0..copies {
             out.write_all(bytes).and_then(|()| out.write_all(b"\n")).map_err(|e| Error::io(&self.temporary, e))?;
         }
         self.documents += u64::from(copies);
+        Ok(())
+    }
+
+    /// Appends the rows `rows` of `batch` (a row listed twice is written twice) to a Parquet
+    /// shard, every column kept.
+    pub fn write_rows(&mut self, batch: &RecordBatch, rows: &[u32]) -> Result<()> {
+        let Sink::Parquet(sink) = &mut self.sink else {
+            return Err(Error::invalid("only a Parquet shard takes rows"));
+        };
+        let taken = arrow_select::take::take_record_batch(batch, &UInt32Array::from(rows.to_vec()))
+            .map_err(|e| parquet_error(&self.temporary, e))?;
+        sink.write_batch(&taken).map_err(|e| parquet_error(&self.temporary, e))?;
+        self.documents += rows.len() as u64;
         Ok(())
     }
 
@@ -97,11 +179,22 @@ impl ShardWriter {
         let file = match self.sink {
             Sink::Plain(w) => w.into_inner().map_err(|e| io(e.into_error()))?,
             Sink::Zstd(w) => w.finish().map_err(io)?.into_inner().map_err(|e| io(e.into_error()))?,
+            Sink::Parquet(mut sink) => {
+                sink.flush_texts(&self.text_field).map_err(|e| parquet_error(&self.temporary, e))?;
+                match sink.writer {
+                    Some(writer) => writer.into_inner().map_err(|e| parquet_error(&self.temporary, e))?,
+                    None => return Err(Error::invalid("a Parquet shard needs at least one row")),
+                }
+            }
         };
         file.sync_all().map_err(io)?;
         std::fs::rename(&self.temporary, &self.path).map_err(|e| Error::io(&self.path, e))?;
         Ok(self.documents)
     }
+}
+
+fn parquet_error(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Format { path: path.into(), detail: format!("writing Parquet: {e}") }
 }
 
 /// What the scoring read found in one input file.
@@ -139,7 +232,7 @@ pub fn write_selected_files(
             continue;
         }
         let shard = out_dir.join(format!("part-{index:05}.{}", format.extension()));
-        let mut writer = ShardWriter::create(&shard, format)?;
+        let mut writer = ShardWriter::create(&shard, format, &options.text_field)?;
         if let Err(e) = copy_selected(file, file_copies, options, pool, &mut writer) {
             writer.abandon();
             return Err(e);
@@ -149,8 +242,9 @@ pub fn write_selected_files(
     Ok(shards)
 }
 
-/// Copies the selected documents of one file into `writer`: line by line when every skipped
-/// line of a JSONL file is known, else through a full read.
+/// Copies the selected documents of one file into `writer`: Parquet rows with all their
+/// columns into Parquet, JSONL line by line when every skipped line is known, else through a
+/// full read.
 fn copy_selected(
     file: &ScoredFile,
     copies: &[u32],
@@ -165,7 +259,18 @@ fn copy_selected(
     };
     let input_format = sniff_format(&file.path)?;
     match (&file.skipped_lines, input_format) {
-        (Some(skipped_lines), Format::Jsonl | Format::GzipJsonl | Format::ZstdJsonl) => {
+        (_, Format::Parquet) if !writer.takes_lines() => {
+            parquet_input::for_each_batch(&file.path, &options.text_field, &mut |batch, texts| {
+                let mut rows = Vec::new();
+                for (row, text) in texts.iter().enumerate() {
+                    if text.is_ok() {
+                        rows.extend(std::iter::repeat_n(row as u32, take() as usize));
+                    }
+                }
+                if rows.is_empty() { Ok(()) } else { writer.write_rows(batch, &rows) }
+            })?;
+        }
+        (Some(skipped_lines), Format::Jsonl | Format::GzipJsonl | Format::ZstdJsonl) if writer.takes_lines() => {
             let mut skipped = skipped_lines.iter().copied().peekable();
             jsonl::for_each_line(&file.path, input_format, options.block_bytes, &mut |line_no, line| {
                 if jsonl::is_blank(line) || skipped.next_if_eq(&line_no).is_some() {
@@ -182,7 +287,7 @@ fn copy_selected(
                 for doc in docs {
                     match take() {
                         0 => {}
-                        n => writer.write(doc, n, &options.text_field)?,
+                        n => writer.write(doc, n)?,
                     }
                 }
                 Ok(())

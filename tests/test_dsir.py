@@ -347,3 +347,35 @@ def test_parquet_output_keeps_every_column_of_parquet_rows_and_the_text_of_lines
     got = pq.read_table(tmp_path / "from_jsonl" / "part-00000.parquet")
     assert got.column_names == ["text"]
     assert got.column("text").to_pylist() == [json.loads(lines[i])["text"] for i in chosen.indices]
+
+
+def test_chunked_documents_are_weighed_selected_and_traced_like_python_made_chunks(corpus, tmp_path):
+    words = 16
+    lines = [line for line in corpus["raw"][1].read_text().split("\n") if line]
+    chunks, origin = [], []
+    for number, line in enumerate(lines, start=1):
+        ws = json.loads(line)["text"].split(" ")
+        for c, k in enumerate(range(0, len(ws), words)):
+            chunks.append(" ".join(ws[k : k + words]))
+            origin.append((number, c))
+    target_lines = corpus["target"][0].read_text().split("\n")
+    target_chunks = []
+    for line in filter(None, target_lines):
+        ws = json.loads(line)["text"].split(" ")
+        target_chunks += [" ".join(ws[k : k + words]) for k in range(0, len(ws), words)]
+    ours = DSIR(Files([corpus["raw"][1]]), Files(corpus["target"]), chunk_words=words, min_example_length=5)
+    by_hand = DSIR(chunks, target_chunks, min_example_length=5)
+    ours.fit(), by_hand.fit()
+    np.testing.assert_array_equal(ours.raw_counts, by_hand.raw_counts)
+    np.testing.assert_array_equal(ours.target_counts, by_hand.target_counts)
+    np.testing.assert_array_equal(ours.weights(), by_hand.weights())
+    assert ours.report.sources[0].chunks == len(chunks) and ours.report.documents == len(lines)
+
+    selection = ours.resample(40, seed=4, out=tmp_path / "out", output_format="jsonl")
+    written = [json.loads(x) for x in (tmp_path / "out" / "part-00000.jsonl").read_text().split("\n") if x]
+    assert [(r["line"], r["chunk"]) for r in written] == [origin[i] for i in selection.indices]
+    assert [r["text"] for r in written] == [chunks[i] for i in selection.indices]
+    assert {r["source"] for r in written} == {str(corpus["raw"][1])}
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["unit"] == "chunk" and manifest["counts"]["selected"] == 40
+    assert manifest["sources"][0]["chunks"] == len(chunks)

@@ -49,6 +49,7 @@ class NgramFeaturizer:
         include: npt.NDArray[np.bool_] | None = None,
         on_error: str = "skip",
         num_threads: int | None = None,
+        chunk_words: int | None = None,
     ) -> tuple[npt.NDArray[np.int64], _Report]: ...
     def sum_counts_files(
         self,
@@ -59,6 +60,7 @@ class NgramFeaturizer:
         on_error: str = "skip",
         num_threads: int | None = None,
         progress: Callable[[int, int], object] | None = None,
+        chunk_words: int | None = None,
     ) -> tuple[npt.NDArray[np.int64], _Report]: ...
     def transform_ids(
         self, ids: npt.NDArray[Any], offsets: npt.NDArray[np.int64], *, num_threads: int | None = None
@@ -90,7 +92,12 @@ class ImportanceModel:
 
     def __new__(cls, featurizer: NgramFeaturizer, log_diff: npt.NDArray[np.float64]) -> ImportanceModel: ...
     def score_texts(
-        self, texts: object, *, on_error: str = "skip", num_threads: int | None = None
+        self,
+        texts: object,
+        *,
+        on_error: str = "skip",
+        num_threads: int | None = None,
+        chunk_words: int | None = None,
     ) -> _Scored: ...
     def score_files(
         self,
@@ -100,6 +107,7 @@ class ImportanceModel:
         on_error: str = "skip",
         num_threads: int | None = None,
         progress: Callable[[int, int], object] | None = None,
+        chunk_words: int | None = None,
     ) -> _Scored: ...
 
 def write_selected_files(
@@ -113,6 +121,7 @@ def write_selected_files(
     text_field: str = "text",
     on_error: str = "skip",
     num_threads: int | None = None,
+    chunk_words: int | None = None,
 ) -> list[tuple[int, str, int]]:
     """Writes `copies[k]` copies of the k-th document of `paths` into `out_dir` shards.
 
@@ -127,5 +136,6 @@ def write_selected_texts(
     format: str,
     text_field: str = "text",
     on_error: str = "skip",
+    chunk_words: int | None = None,
 ) -> int:
     """Writes `copies[k]` copies of the k-th document among `texts` to the shard `path`."""

@@ -63,6 +63,7 @@ def run_dsir(args: argparse.Namespace) -> int:
         buckets=args.buckets,
         hash=args.hash,
         min_example_length=min_example_length,
+        chunk_words=args.chunk_words,
         text_field=args.text_field,
         on_error=args.on_error,
         num_threads=num_threads,
@@ -99,9 +100,11 @@ def run_dsir(args: argparse.Namespace) -> int:
     print(f"  write     {timings['write']:7.2f} s  {len(selection.shards)} shard(s) + manifest in {out}")
     kl = selection.kl
     chosen = selection.copies > 0
+    unit = "documents" if args.chunk_words is None else f"chunks of {args.chunk_words} words"
+    not_selected = int((~chosen & selection.eligible).sum())
     print(
-        f"\nselected {int(chosen.sum()):,} / not selected {int((~chosen & selection.eligible).sum()):,} / "
-        f"too short {int((~selection.eligible).sum()):,} / skipped {report.skipped_total:,} "
+        f"\n{unit}: selected {int(chosen.sum()):,} / not selected {not_selected:,} / "
+        f"too short {int((~selection.eligible).sum()):,}; records skipped {report.skipped_total:,} "
         f"(of {report.records:,} records)"
     )
     print(
@@ -181,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     dsir.add_argument("--ngrams", type=int, default=2)
     dsir.add_argument("--buckets", type=int, default=10000)
     dsir.add_argument("--min-example-length", type=int, default=100)
+    dsir.add_argument(
+        "--chunk-words", type=int, default=None, help="cut documents into pieces of N words (the paper: 128)"
+    )
     dsir.add_argument("--text-field", default="text")
     dsir.add_argument("--on-error", choices=["skip", "raise"], default="skip")
     dsir.add_argument("--format", choices=["jsonl", "jsonl.zst", "parquet"], default="jsonl.zst")

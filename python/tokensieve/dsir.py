@@ -39,7 +39,7 @@ import numpy.typing as npt
 from tokensieve import _core
 from tokensieve.exceptions import InvalidArgumentError
 from tokensieve.features import HashedNgrams, HashName, TokenizerName
-from tokensieve.io import OnError, ReadReport, corpus_files, is_file_source
+from tokensieve.io import OnError, ReadReport, SourceReport, corpus_files, is_file_source
 from tokensieve.progress import progress_bar
 
 __all__ = ["DSIR", "FeatureSpaceMismatchError", "Selection", "kl_divergence"]
@@ -108,6 +108,10 @@ class DSIR:
             :class:`~tokensieve.features.HashedNgrams`); the defaults are the reference's.
         min_example_length: documents with fewer tokens are never selected (they still shape
             the raw distribution and get a weight, as in the reference).
+        chunk_words: cut every document (raw and target) into pieces of this many words, as the
+            DSIR paper did (128): split on single spaces, so the pieces joined by one space give
+            the text back. Pieces are then the units that are counted, weighed, selected and
+            written (with their source file, line and position, see :meth:`write`).
         target_laplace_smoothing: pseudo-count added to every target bucket (upstream HEAD).
         num_tokens_to_fit: ``"all"``, or a budget of raw n-grams filled by documents drawn in
             a random order seeded by ``fit_seed``.
@@ -127,6 +131,7 @@ class DSIR:
         hash: HashName = "dsir-sha256",
         lowercase: bool | None = None,
         min_example_length: int = 100,
+        chunk_words: int | None = None,
         target_laplace_smoothing: float = 0.0,
         target_proportions: Sequence[float] | None = None,
         num_tokens_to_fit: int | Literal["all"] = "all",
@@ -149,11 +154,14 @@ class DSIR:
             )
         if target_laplace_smoothing < 0:
             raise InvalidArgumentError("target_laplace_smoothing must be >= 0")
+        if chunk_words is not None and (not isinstance(chunk_words, int) or chunk_words < 1):
+            raise InvalidArgumentError(f"chunk_words must be None or a positive int, got {chunk_words!r}")
         if num_tokens_to_fit != "all" and (not isinstance(num_tokens_to_fit, int) or num_tokens_to_fit < 1):
             raise InvalidArgumentError(
                 f'num_tokens_to_fit must be "all" or a positive int, got {num_tokens_to_fit!r}'
             )
         self.min_example_length = min_example_length
+        self.chunk_words = chunk_words
         self.target_laplace_smoothing = float(target_laplace_smoothing)
         self._requested_proportions = None if target_proportions is None else list(target_proportions)
         self.num_tokens_to_fit = num_tokens_to_fit
@@ -210,10 +218,15 @@ class DSIR:
                     on_error=self.on_error,
                     num_threads=self.num_threads,
                     progress=bar,
+                    chunk_words=self.chunk_words,
                 )
         else:
             counts, raw = core.sum_counts_texts(
-                source, include=include, on_error=self.on_error, num_threads=self.num_threads
+                source,
+                include=include,
+                on_error=self.on_error,
+                num_threads=self.num_threads,
+                chunk_words=self.chunk_words,
             )
         ReadReport._from_core(raw).log_skips()
         return counts
@@ -264,10 +277,11 @@ class DSIR:
                     on_error=self.on_error,
                     num_threads=self.num_threads,
                     progress=bar,
+                    chunk_words=self.chunk_words,
                 )
         else:
             weights, tokens, raw = model.score_texts(
-                self.raw, on_error=self.on_error, num_threads=self.num_threads
+                self.raw, on_error=self.on_error, num_threads=self.num_threads, chunk_words=self.chunk_words
             )
         report = ReadReport._from_core(raw)
         report.log_skips()
@@ -491,7 +505,7 @@ class DSIR:
         if is_file_source(self.raw):
             written = _core.write_selected_files(
                 corpus_files(self.raw),
-                [s.documents for s in report.sources],
+                [_units(s) for s in report.sources],
                 _skipped_lines(report),
                 copies,
                 out_dir,
@@ -499,6 +513,7 @@ class DSIR:
                 text_field=self.text_field,
                 on_error=self.on_error,
                 num_threads=self.num_threads,
+                chunk_words=self.chunk_words,
             )
             shards = [(index, Path(path), n) for index, path, n in written]
         else:
@@ -510,6 +525,7 @@ class DSIR:
                 format=output_format,
                 text_field=self.text_field,
                 on_error=self.on_error,
+                chunk_words=self.chunk_words,
             )
             shards = [(0, path, n)]
         for stale in out_dir.glob("part-*"):
@@ -535,6 +551,8 @@ class DSIR:
                     "bytes": s.bytes,
                     "sha256": _file_sha256(s.name) if is_file_source(self.raw) else None,
                     "records": s.records,
+                    "documents": s.documents,
+                    "chunks": s.chunks,
                     "selected": int(np.count_nonzero(selected & mine)),
                     "not_selected": int(np.count_nonzero(~selected & selection.eligible & mine)),
                     "too_short": int(np.count_nonzero(~selection.eligible & mine)),
@@ -546,8 +564,11 @@ class DSIR:
             "method": "dsir",
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "feature_space": self.feature_space,
+            # What selected / not_selected / too_short count: documents, or their chunks.
+            "unit": "document" if self.chunk_words is None else "chunk",
             "config": {
                 "min_example_length": self.min_example_length,
+                "chunk_words": self.chunk_words,
                 "target_laplace_smoothing": self.target_laplace_smoothing,
                 "target_proportions": self.target_proportions.tolist(),
                 "num_tokens_to_fit": self.num_tokens_to_fit,
@@ -598,6 +619,7 @@ class DSIR:
             "feature_space": self.feature_space,
             "targets": list(self.targets),
             "min_example_length": self.min_example_length,
+            "chunk_words": self.chunk_words,
             "target_laplace_smoothing": self.target_laplace_smoothing,
             "target_proportions": self._requested_proportions,
             "num_tokens_to_fit": self.num_tokens_to_fit,
@@ -631,6 +653,7 @@ class DSIR:
             {name: None for name in state["targets"]},
             **space,
             min_example_length=settings.pop("min_example_length", state["min_example_length"]),
+            chunk_words=state.get("chunk_words"),
             target_laplace_smoothing=state["target_laplace_smoothing"],
             target_proportions=state["target_proportions"],
             num_tokens_to_fit=state["num_tokens_to_fit"],
@@ -659,7 +682,7 @@ def _mix(z: np.ndarray | np.uint64) -> np.ndarray:
 def _source_positions(report: ReadReport) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Per document of a read: the index of its source and its position within that source."""
     names = [src.name for src in report.sources]
-    counts = np.array([src.documents for src in report.sources], dtype=np.int64)
+    counts = np.array([_units(src) for src in report.sources], dtype=np.int64)
     source_of = np.repeat(np.arange(len(counts)), counts)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     position = np.arange(counts.sum(), dtype=np.int64) - starts[source_of]
@@ -677,6 +700,11 @@ def _document_uniforms(report: ReadReport, seed: int, stream: int) -> np.ndarray
     with np.errstate(over="ignore"):
         z = _mix(_mix(base ^ source_keys[source_of]) + position * np.uint64(0x9E3779B97F4A7C15))
     return ((z >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
+
+
+def _units(source: SourceReport) -> int:
+    """What a source gave to weigh: its chunks when documents were cut, else its documents."""
+    return source.chunks or source.documents
 
 
 def _skipped_lines(report: ReadReport) -> list[list[int]] | None:

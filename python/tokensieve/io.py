@@ -64,6 +64,8 @@ class SourceReport:
     documents: int
     text_bytes: int
     bytes: int
+    #: Pieces the documents were cut into (``chunk_words``); 0 when they were not.
+    chunks: int = 0
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ use numpy::{IntoPyArray, PyArray1};
 use pyo3::exceptions::{PyTypeError, PyUnicodeEncodeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyDict, PyList, PyString, PyTuple};
-use tokensieve_core::io::{Document, OnError, ReadReport, Skip, SkipReason, arrow_records};
+use tokensieve_core::io::{Document, OnError, ReadReport, Skip, SkipReason, arrow_records, chunk_documents};
 use tokensieve_core::ngram::CsrCounts;
 
 use crate::errors::CoreError;
@@ -93,6 +93,23 @@ pub fn collect_documents<'a>(held: &'a HeldTexts<'_>, on_error: OnError) -> PyRe
     Ok((report, docs))
 }
 
+/// `docs`, or their chunks of `chunk_words` words ([`chunk_documents`]), counted in `report`.
+pub fn units<'a>(
+    docs: &'a [Document<'a>],
+    chunk_words: Option<usize>,
+    report: &mut ReadReport,
+) -> PyResult<Cow<'a, [Document<'a>]>> {
+    let Some(words) = chunk_words else { return Ok(Cow::Borrowed(docs)) };
+    if words == 0 {
+        return Err(CoreError(tokensieve_core::Error::invalid("chunk_words must be at least 1")).into());
+    }
+    let pieces = chunk_documents(docs, words);
+    for piece in &pieces {
+        report.sources[piece.source as usize].chunks += 1;
+    }
+    Ok(Cow::Owned(pieces))
+}
+
 fn capsule_pointer(obj: &Bound<'_, PyAny>, name: &CStr) -> PyResult<*mut std::ffi::c_void> {
     Ok(obj.cast::<PyCapsule>()?.pointer_checked(Some(name))?.as_ptr())
 }
@@ -130,6 +147,7 @@ pub fn report_to_py<'py>(py: Python<'py>, report: &ReadReport) -> PyResult<Bound
         d.set_item("documents", s.documents)?;
         d.set_item("text_bytes", s.text_bytes)?;
         d.set_item("bytes", s.bytes)?;
+        d.set_item("chunks", s.chunks)?;
         sources.append(d)?;
     }
     out.set_item("sources", sources)?;

@@ -11,7 +11,7 @@ use tokensieve_core::Error;
 use tokensieve_core::dsir::{DocumentScores, ImportanceModel as CoreModel};
 use tokensieve_core::io::{self as core_io, OutputFormat, ReadReport, ScoredFile, ShardWriter, read_files};
 
-use crate::convert::{HeldTexts, collect_documents, report_to_py};
+use crate::convert::{HeldTexts, collect_documents, report_to_py, units};
 use crate::errors::CoreError;
 use crate::features::NgramFeaturizer;
 use crate::io::{read_options, thread_pool};
@@ -48,25 +48,28 @@ impl ImportanceModel {
 
     /// Log-weights `[documents, targets]`, token counts and the read report of the items of
     /// `texts` (skipped items have no row).
-    #[pyo3(signature = (texts, *, on_error="skip", num_threads=None))]
+    #[pyo3(signature = (texts, *, on_error="skip", num_threads=None, chunk_words=None))]
     fn score_texts<'py>(
         &self,
         py: Python<'py>,
         texts: &Bound<'py, PyAny>,
         on_error: &str,
         num_threads: Option<usize>,
+        chunk_words: Option<usize>,
     ) -> PyResult<Scored<'py>> {
         let on_error = crate::convert::on_error(on_error)?;
         let pool = thread_pool(num_threads)?;
         let held = HeldTexts::hold(texts)?;
-        let (report, docs) = collect_documents(&held, on_error)?;
+        let (mut report, docs) = collect_documents(&held, on_error)?;
+        let docs = units(&docs, chunk_words, &mut report)?;
         let mut scores = DocumentScores::default();
         py.detach(|| self.inner.score(&pool, &docs, &mut scores));
         scores_to_py(py, scores, self.inner.targets(), &report)
     }
 
     /// The same over the documents of corpus files, streamed.
-    #[pyo3(signature = (paths, *, text_field="text", on_error="skip", num_threads=None, progress=None))]
+    #[pyo3(signature = (paths, *, text_field="text", on_error="skip", num_threads=None, progress=None, chunk_words=None))]
+    #[allow(clippy::too_many_arguments)]
     fn score_files<'py>(
         &self,
         py: Python<'py>,
@@ -75,8 +78,9 @@ impl ImportanceModel {
         on_error: &str,
         num_threads: Option<usize>,
         progress: Option<Py<PyAny>>,
+        chunk_words: Option<usize>,
     ) -> PyResult<Scored<'py>> {
-        let mut options = read_options(text_field, on_error)?;
+        let mut options = read_options(text_field, on_error, chunk_words)?;
         let pool = thread_pool(num_threads)?;
         let mut scores = DocumentScores::default();
         let mut progress = Progress::new(progress, &mut options);
@@ -100,7 +104,7 @@ fn copies_slice<'a>(copies: &'a PyReadonlyArray1<'_, u32>) -> PyResult<&'a [u32]
 /// Writes `copies[k]` copies of the k-th document of `paths` into `out_dir/part-NNNNN.<format>`
 /// shards, one per file with a selected document; returns `[(file index, path, documents)]`.
 #[pyfunction]
-#[pyo3(signature = (paths, documents_per_file, skipped_lines, copies, out_dir, *, format, text_field="text", on_error="skip", num_threads=None))]
+#[pyo3(signature = (paths, documents_per_file, skipped_lines, copies, out_dir, *, format, text_field="text", on_error="skip", num_threads=None, chunk_words=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn write_selected_files(
     py: Python<'_>,
@@ -113,8 +117,9 @@ pub fn write_selected_files(
     text_field: &str,
     on_error: &str,
     num_threads: Option<usize>,
+    chunk_words: Option<usize>,
 ) -> PyResult<Vec<(usize, PathBuf, u64)>> {
-    let options = read_options(text_field, on_error)?;
+    let options = read_options(text_field, on_error, chunk_words)?;
     let format = OutputFormat::from_name(format).map_err(CoreError)?;
     let pool = thread_pool(num_threads)?;
     let copies = copies_slice(&copies)?;
@@ -136,10 +141,10 @@ pub fn write_selected_files(
         .map_err(CoreError)?)
 }
 
-/// Writes `copies[k]` copies of the k-th document among `texts` (skipped items are not
-/// documents) to the shard `path` as `{"<text_field>": text}` lines; returns the count written.
+/// Writes `copies[k]` copies of the k-th document (or chunk, with `chunk_words`) among `texts`
+/// (skipped items are not documents) to the shard `path`; returns the count written.
 #[pyfunction]
-#[pyo3(signature = (texts, copies, path, *, format, text_field="text", on_error="skip"))]
+#[pyo3(signature = (texts, copies, path, *, format, text_field="text", on_error="skip", chunk_words=None))]
 pub fn write_selected_texts<'py>(
     texts: &Bound<'py, PyAny>,
     copies: PyReadonlyArray1<'py, u32>,
@@ -147,17 +152,19 @@ pub fn write_selected_texts<'py>(
     format: &str,
     text_field: &str,
     on_error: &str,
+    chunk_words: Option<usize>,
 ) -> PyResult<u64> {
     let on_error = crate::convert::on_error(on_error)?;
     let format = OutputFormat::from_name(format).map_err(CoreError)?;
     let held = HeldTexts::hold(texts)?;
-    let (_, docs) = collect_documents(&held, on_error)?;
+    let (mut report, docs) = collect_documents(&held, on_error)?;
+    let docs = units(&docs, chunk_words, &mut report)?;
     let copies = copies_slice(&copies)?;
     if copies.len() != docs.len() {
         let detail = format!("{} copies for {} documents", copies.len(), docs.len());
         return Err(CoreError(Error::invalid(detail)).into());
     }
-    let mut writer = ShardWriter::create(&path, format, text_field).map_err(CoreError)?;
+    let mut writer = ShardWriter::create(&path, format, text_field, held.label()).map_err(CoreError)?;
     for (doc, &n) in docs.iter().zip(copies) {
         if n > 0 {
             writer.write(doc, n).map_err(CoreError)?;

@@ -12,7 +12,7 @@ use tokensieve_core::ngram::{CountAccumulator, FeatureSpace, Featurizer, TokenId
 use tokensieve_core::text::Tokenizer;
 use tokensieve_core::{Error, pool};
 
-use crate::convert::{HeldTexts, collect_documents, counts_to_py, csr_to_py, report_to_py};
+use crate::convert::{HeldTexts, collect_documents, counts_to_py, csr_to_py, report_to_py, units};
 use crate::errors::CoreError;
 use crate::io::{read_options, thread_pool};
 use crate::progress::Progress;
@@ -188,7 +188,8 @@ impl NgramFeaturizer {
 
     /// Total counts over the items of `texts`: `(counts, report)`. With `include`, only the
     /// documents k (skipped items are not documents) with `include[k]` count.
-    #[pyo3(signature = (texts, *, include=None, on_error="skip", num_threads=None))]
+    #[pyo3(signature = (texts, *, include=None, on_error="skip", num_threads=None, chunk_words=None))]
+    #[allow(clippy::too_many_arguments)]
     fn sum_counts_texts<'py>(
         &self,
         py: Python<'py>,
@@ -196,24 +197,26 @@ impl NgramFeaturizer {
         include: Option<PyReadonlyArray1<'py, bool>>,
         on_error: &str,
         num_threads: Option<usize>,
+        chunk_words: Option<usize>,
     ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyDict>)> {
         let on_error = crate::convert::on_error(on_error)?;
         let pool = thread_pool(num_threads)?;
         let held = HeldTexts::hold(texts)?;
-        let (report, docs) = collect_documents(&held, on_error)?;
+        let (mut report, docs) = collect_documents(&held, on_error)?;
+        let docs = units(&docs, chunk_words, &mut report)?;
         let mut filter = DocumentFilter::new(include.as_ref())?;
         let counts = py.detach(|| {
             let acc = CountAccumulator::new(self.inner.clone(), &pool);
             filter.add(&acc, &pool, &docs);
             acc.finish()
         });
-        filter.check_complete(report.documents())?;
+        filter.check_complete(report.units())?;
         Ok((counts_to_py(py, counts), report_to_py(py, &report)?))
     }
 
     /// Total counts over the documents of corpus files: `(counts, report)`; `include` as for
     /// texts, over documents in read order.
-    #[pyo3(signature = (paths, *, include=None, text_field="text", on_error="skip", num_threads=None, progress=None))]
+    #[pyo3(signature = (paths, *, include=None, text_field="text", on_error="skip", num_threads=None, progress=None, chunk_words=None))]
     #[allow(clippy::too_many_arguments)]
     fn sum_counts_files<'py>(
         &self,
@@ -224,8 +227,9 @@ impl NgramFeaturizer {
         on_error: &str,
         num_threads: Option<usize>,
         progress: Option<Py<PyAny>>,
+        chunk_words: Option<usize>,
     ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyDict>)> {
-        let mut options = read_options(text_field, on_error)?;
+        let mut options = read_options(text_field, on_error, chunk_words)?;
         let pool = thread_pool(num_threads)?;
         let mut filter = DocumentFilter::new(include.as_ref())?;
         let mut progress = Progress::new(progress, &mut options);
@@ -238,7 +242,7 @@ impl NgramFeaturizer {
             Ok((acc.finish(), report))
         });
         let (counts, report) = progress.finish(read)?;
-        filter.check_complete(report.documents())?;
+        filter.check_complete(report.units())?;
         Ok((counts_to_py(py, counts), report_to_py(py, &report)?))
     }
 

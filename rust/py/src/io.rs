@@ -27,7 +27,7 @@ pub fn scan_files<'py>(
     on_error: &str,
     num_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let options = read_options(text_field, on_error)?;
+    let options = read_options(text_field, on_error, None)?;
     let pool = thread_pool(num_threads)?;
     let report = py.detach(|| read_files(&paths, &options, &pool, &mut |_| Ok(()))).map_err(CoreError)?;
     report_to_py(py, &report)
@@ -38,6 +38,12 @@ pub fn thread_pool(num_threads: Option<usize>) -> PyResult<std::sync::Arc<pool::
     Ok(pool::thread_pool(pool::resolve_num_threads(num_threads).map_err(CoreError)?))
 }
 
-pub fn read_options(text_field: &str, on_error_name: &str) -> PyResult<ReadOptions> {
-    Ok(ReadOptions { text_field: text_field.to_owned(), on_error: on_error(on_error_name)?, ..Default::default() })
+/// Reading options; `chunk_words` cuts documents into chunks of that many words.
+pub fn read_options(text_field: &str, on_error_name: &str, chunk_words: Option<usize>) -> PyResult<ReadOptions> {
+    Ok(ReadOptions {
+        text_field: text_field.to_owned(),
+        on_error: on_error(on_error_name)?,
+        chunk_words,
+        ..Default::default()
+    })
 }

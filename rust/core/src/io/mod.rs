@@ -37,8 +37,10 @@ pub struct Document<'a> {
     pub line: u64,
     pub text: Cow<'a, str>,
     /// The record's bytes as read, for JSONL a whole line without its line break; empty for
-    /// records that are not lines (Parquet and Arrow rows, items of a list).
+    /// records that are not lines (Parquet and Arrow rows, items of a list) and for chunks.
     pub raw: &'a [u8],
+    /// For a piece of a record cut by [`chunk_documents`], its 0-based position in the record.
+    pub chunk: Option<u32>,
 }
 
 impl AsRef<str> for Document<'_> {
@@ -128,11 +130,19 @@ pub struct ReadOptions {
     /// When set, grows by the bytes of the files (as stored, compressed or not) read so far, for
     /// progress reports.
     pub bytes_read: Option<Arc<AtomicU64>>,
+    /// When set, documents reach the consumer as pieces of this many words ([`chunk_documents`]).
+    pub chunk_words: Option<usize>,
 }
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        ReadOptions { text_field: "text".into(), on_error: OnError::Skip, block_bytes: 4 << 20, bytes_read: None }
+        ReadOptions {
+            text_field: "text".into(),
+            on_error: OnError::Skip,
+            block_bytes: 4 << 20,
+            bytes_read: None,
+            chunk_words: None,
+        }
     }
 }
 
@@ -162,6 +172,8 @@ pub struct SourceReport {
     pub text_bytes: u64,
     /// Size on disk (compressed, if it is); 0 for in-memory input.
     pub bytes: u64,
+    /// Pieces the documents were cut into ([`chunk_documents`]); 0 when they were not.
+    pub chunks: u64,
 }
 
 /// One skipped record, located.
@@ -192,6 +204,13 @@ impl ReadReport {
     }
     pub fn documents(&self) -> u64 {
         self.sources.iter().map(|s| s.documents).sum()
+    }
+    /// What readers handed on: chunks when documents were cut into chunks, else documents.
+    pub fn units(&self) -> u64 {
+        match self.sources.iter().map(|s| s.chunks).sum() {
+            0 => self.documents(),
+            chunks => chunks,
+        }
     }
     pub fn text_bytes(&self) -> u64 {
         self.sources.iter().map(|s| s.text_bytes).sum()
@@ -244,7 +263,7 @@ impl ReadReport {
         for (i, record) in parsed.into_iter().enumerate() {
             let line = first_line + i as u64;
             if let Some(text) = self.account(source, line, record, on_error)? {
-                docs.push(Document { source, line, text, raw: &[] });
+                docs.push(Document { source, line, text, raw: &[], chunk: None });
             }
         }
         Ok(())
@@ -309,27 +328,63 @@ fn sniff_format(path: &Path) -> Result<Format> {
     })
 }
 
-/// Streams the documents of `paths`, in file order then record order, to `consume` in batches,
-/// parsing on `pool`. Returns the report of everything read.
+/// Streams the documents of `paths` (or their chunks, see [`ReadOptions::chunk_words`]), in
+/// file order then record order, to `consume` in batches, parsing on `pool`. Returns the report
+/// of everything read.
 pub fn read_files(
     paths: &[PathBuf],
     options: &ReadOptions,
     pool: &rayon::ThreadPool,
     consume: &mut dyn FnMut(&[Document<'_>]) -> Result<()>,
 ) -> Result<ReadReport> {
-    if options.block_bytes == 0 {
-        return Err(Error::invalid("block_bytes must be at least 1"));
+    if options.block_bytes == 0 || options.chunk_words == Some(0) {
+        return Err(Error::invalid("block_bytes and chunk_words must be at least 1"));
     }
     let mut report = ReadReport::default();
+    let mut chunks = vec![0u64; paths.len()];
+    let mut consume_units = |docs: &[Document<'_>]| match options.chunk_words {
+        None => consume(docs),
+        Some(words) => {
+            let pieces = chunk_documents(docs, words);
+            for piece in &pieces {
+                chunks[piece.source as usize] += 1;
+            }
+            consume(&pieces)
+        }
+    };
     for path in paths {
         let bytes = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
         let source = report.add_source(path.display().to_string(), bytes);
         match sniff_format(path)? {
-            Format::Parquet => parquet::read(path, source, options, &mut report, consume)?,
-            format => jsonl::read(path, format, source, options, pool, &mut report, consume)?,
+            Format::Parquet => parquet::read(path, source, options, &mut report, &mut consume_units)?,
+            format => jsonl::read(path, format, source, options, pool, &mut report, &mut consume_units)?,
         }
     }
+    for (source, count) in report.sources.iter_mut().zip(chunks) {
+        source.chunks = count;
+    }
     Ok(report)
+}
+
+/// Cuts each document into pieces of `words` words, as the DSIR paper did (128 words): the
+/// text is split on single spaces and every `words` of them make a piece, so a piece is the
+/// substring between two cuts and the pieces joined by one space give the text back. Each piece
+/// keeps its document's source and line, and its position in [`Document::chunk`]. A document
+/// always gives at least one piece (an empty text, one empty piece).
+pub fn chunk_documents<'a>(docs: &'a [Document<'_>], words: usize) -> Vec<Document<'a>> {
+    assert!(words > 0, "chunks need at least one word");
+    let mut pieces = Vec::with_capacity(docs.len());
+    for doc in docs {
+        let text: &'a str = &doc.text;
+        let mut start = 0;
+        let cuts = memchr::memchr_iter(b' ', text.as_bytes()).skip(words - 1).step_by(words);
+        for (index, cut) in cuts.chain(std::iter::once(text.len())).enumerate() {
+            let (text, chunk) = (Cow::Borrowed(&text[start..cut]), Some(index as u32));
+            pieces.push(Document { source: doc.source, line: doc.line, text, raw: &[], chunk });
+            start = cut + 1;
+        }
+    }
+    pieces
 }
 
 #[cfg(test)]

@@ -119,3 +119,24 @@ fn empty_file_has_no_records() {
     assert!(docs.is_empty());
     assert_eq!(report.records(), 0);
 }
+
+#[test]
+fn chunks_are_runs_of_words_split_on_single_spaces() {
+    let texts = ["", "one", "a b", "a b ", "a  b c d e", " lead and trail ", "w1 w2 w3 w4 w5 w6 w7"];
+    for words in 1..5 {
+        let docs: Vec<Document<'_>> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Document { source: 0, line: i as u64 + 1, text: (*t).into(), raw: &[], chunk: None })
+            .collect();
+        let pieces = chunk_documents(&docs, words);
+        for (i, text) in texts.iter().enumerate() {
+            // Python: [" ".join(ws[k:k + words]) for k in range(0, len(ws), words)], ws = text.split(" ")
+            let ws: Vec<&str> = text.split(' ').collect();
+            let expected: Vec<String> = ws.chunks(words).map(|c| c.join(" ")).collect();
+            let got: Vec<&Document<'_>> = pieces.iter().filter(|p| p.line == i as u64 + 1).collect();
+            assert_eq!(got.iter().map(|p| p.text.as_ref()).collect::<Vec<_>>(), expected, "{text:?} by {words}");
+            assert!(got.iter().enumerate().all(|(k, p)| p.chunk == Some(k as u32) && p.raw.is_empty()));
+        }
+    }
+}

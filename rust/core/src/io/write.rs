@@ -8,7 +8,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array};
+use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -54,8 +54,9 @@ const PARQUET_BATCH_ROWS: usize = 8192;
 struct ParquetSink {
     file: Option<File>,
     writer: Option<ArrowWriter<File>>,
-    /// Texts of records that are not Parquet rows, for a table of one column.
-    texts: Vec<String>,
+    /// Records that are not Parquet rows, for a table of their text (and, for chunks, where
+    /// each comes from): text, line, chunk.
+    texts: Vec<(String, u64, Option<u32>)>,
 }
 
 impl ParquetSink {
@@ -69,13 +70,22 @@ impl ParquetSink {
         self.writer.as_mut().expect("started above").write(batch)
     }
 
-    fn flush_texts(&mut self, text_field: &str) -> parquet::errors::Result<()> {
-        if self.texts.is_empty() {
-            return Ok(());
+    fn flush_texts(&mut self, text_field: &str, source: &str) -> parquet::errors::Result<()> {
+        let Some(&(_, _, first_chunk)) = self.texts.first() else { return Ok(()) };
+        let rows = std::mem::take(&mut self.texts);
+        let mut fields = vec![Field::new(text_field, DataType::Utf8, false)];
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.0)))];
+        if first_chunk.is_some() {
+            fields.extend([
+                Field::new("source", DataType::Utf8, false),
+                Field::new("line", DataType::UInt64, false),
+                Field::new("chunk", DataType::UInt32, false),
+            ]);
+            columns.push(Arc::new(StringArray::from(vec![source; rows.len()])));
+            columns.push(Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.1))));
+            columns.push(Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.2.unwrap_or(0)))));
         }
-        let schema = Arc::new(Schema::new(vec![Field::new(text_field, DataType::Utf8, false)]));
-        let column: ArrayRef = Arc::new(StringArray::from(std::mem::take(&mut self.texts)));
-        let batch = RecordBatch::try_new(schema, vec![column])?;
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
         self.write_batch(&batch)
     }
 }
@@ -92,13 +102,16 @@ pub struct ShardWriter {
     temporary: PathBuf,
     sink: Sink,
     text_field: String,
+    /// The input's name, written beside each chunk.
+    source: String,
     documents: u64,
 }
 
 impl ShardWriter {
     /// Starts writing `path` (through `path` + `.tmp`, replacing any leftover of a killed run);
-    /// records that are not lines or rows are written as their text under `text_field`.
-    pub fn create(path: &Path, format: OutputFormat, text_field: &str) -> Result<Self> {
+    /// records that are not lines or rows are written as their text under `text_field`, chunks
+    /// with the input's name `source`, their line and their position.
+    pub fn create(path: &Path, format: OutputFormat, text_field: &str, source: &str) -> Result<Self> {
         let mut temporary = path.as_os_str().to_owned();
         temporary.push(".tmp");
         let temporary = PathBuf::from(temporary);
@@ -112,7 +125,14 @@ impl ShardWriter {
                 Sink::Parquet(Box::new(ParquetSink { file: Some(file), writer: None, texts: Vec::new() }))
             }
         };
-        Ok(ShardWriter { path: path.to_owned(), temporary, sink, text_field: text_field.to_owned(), documents: 0 })
+        Ok(ShardWriter {
+            path: path.to_owned(),
+            temporary,
+            sink,
+            text_field: text_field.to_owned(),
+            source: source.to_owned(),
+            documents: 0,
+        })
     }
 
     /// Whether whole JSONL lines can be copied into this shard.
@@ -121,22 +141,28 @@ impl ShardWriter {
     }
 
     /// Appends `copies` copies of `doc`: its original line if it has one and the shard takes
-    /// lines, else its text.
+    /// lines, else its text (for a chunk, with where it comes from).
     pub fn write(&mut self, doc: &Document<'_>, copies: u32) -> Result<()> {
         if !doc.raw.is_empty() && self.takes_lines() {
             return self.write_line(doc.raw, copies);
         }
         if let Sink::Parquet(sink) = &mut self.sink {
-            sink.texts.extend(std::iter::repeat_n(doc.text.to_string(), copies as usize));
+            let row = (doc.text.to_string(), doc.line, doc.chunk);
+            sink.texts.extend(std::iter::repeat_n(row, copies as usize));
             self.documents += u64::from(copies);
             if sink.texts.len() >= PARQUET_BATCH_ROWS {
-                sink.flush_texts(&self.text_field).map_err(|e| parquet_error(&self.temporary, e))?;
+                sink.flush_texts(&self.text_field, &self.source).map_err(|e| parquet_error(&self.temporary, e))?;
             }
             return Ok(());
         }
         let mut object = serde_json::Map::new();
-        object.insert(self.text_field.clone(), serde_json::Value::String(doc.text.to_string()));
-        self.write_line(&serde_json::to_vec(&object).expect("a JSON object of one string serialises"), copies)
+        object.insert(self.text_field.clone(), doc.text.as_ref().into());
+        if let Some(chunk) = doc.chunk {
+            object.insert("source".into(), self.source.as_str().into());
+            object.insert("line".into(), doc.line.into());
+            object.insert("chunk".into(), chunk.into());
+        }
+        self.write_line(&serde_json::to_vec(&object).expect("a JSON object of strings and numbers serialises"), copies)
     }
 
     /// Appends `copies` copies of a JSONL line (given without its line break).
@@ -180,7 +206,7 @@ impl ShardWriter {
             Sink::Plain(w) => w.into_inner().map_err(|e| io(e.into_error()))?,
             Sink::Zstd(w) => w.finish().map_err(io)?.into_inner().map_err(|e| io(e.into_error()))?,
             Sink::Parquet(mut sink) => {
-                sink.flush_texts(&self.text_field).map_err(|e| parquet_error(&self.temporary, e))?;
+                sink.flush_texts(&self.text_field, &self.source).map_err(|e| parquet_error(&self.temporary, e))?;
                 match sink.writer {
                     Some(writer) => writer.into_inner().map_err(|e| parquet_error(&self.temporary, e))?,
                     None => return Err(Error::invalid("a Parquet shard needs at least one row")),
@@ -201,6 +227,7 @@ fn parquet_error(path: &Path, e: impl std::fmt::Display) -> Error {
 #[derive(Clone, Debug)]
 pub struct ScoredFile {
     pub path: PathBuf,
+    /// Documents, or chunks when the read cuts documents into chunks.
     pub documents: u64,
     /// The lines of the file's skipped records other than blank lines, ascending, if all are
     /// known: a JSONL file is then copied line by line without parsing any JSON.
@@ -232,7 +259,7 @@ pub fn write_selected_files(
             continue;
         }
         let shard = out_dir.join(format!("part-{index:05}.{}", format.extension()));
-        let mut writer = ShardWriter::create(&shard, format, &options.text_field)?;
+        let mut writer = ShardWriter::create(&shard, format, &options.text_field, &file.path.to_string_lossy())?;
         if let Err(e) = copy_selected(file, file_copies, options, pool, &mut writer) {
             writer.abandon();
             return Err(e);
@@ -258,8 +285,9 @@ fn copy_selected(
         copies.get(seen - 1).copied().unwrap_or(0)
     };
     let input_format = sniff_format(&file.path)?;
+    let whole_records = options.chunk_words.is_none();
     match (&file.skipped_lines, input_format) {
-        (_, Format::Parquet) if !writer.takes_lines() => {
+        (_, Format::Parquet) if whole_records && !writer.takes_lines() => {
             parquet_input::for_each_batch(&file.path, &options.text_field, &mut |batch, texts| {
                 let mut rows = Vec::new();
                 for (row, text) in texts.iter().enumerate() {
@@ -270,7 +298,9 @@ fn copy_selected(
                 if rows.is_empty() { Ok(()) } else { writer.write_rows(batch, &rows) }
             })?;
         }
-        (Some(skipped_lines), Format::Jsonl | Format::GzipJsonl | Format::ZstdJsonl) if writer.takes_lines() => {
+        (Some(skipped_lines), Format::Jsonl | Format::GzipJsonl | Format::ZstdJsonl)
+            if whole_records && writer.takes_lines() =>
+        {
             let mut skipped = skipped_lines.iter().copied().peekable();
             jsonl::for_each_line(&file.path, input_format, options.block_bytes, &mut |line_no, line| {
                 if jsonl::is_blank(line) || skipped.next_if_eq(&line_no).is_some() {

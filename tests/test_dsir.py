@@ -379,3 +379,22 @@ def test_chunked_documents_are_weighed_selected_and_traced_like_python_made_chun
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["unit"] == "chunk" and manifest["counts"]["selected"] == 40
     assert manifest["sources"][0]["chunks"] == len(chunks)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
+def test_streaming_top_k_equals_a_stable_sort_ties_included(monkeypatch, chunk):
+    from tokensieve import dsir as dsir_module
+
+    monkeypatch.setattr(dsir_module, "SELECTION_CHUNK", chunk)
+    rng = np.random.default_rng()
+    for _ in range(50):
+        n = int(rng.integers(1, 300))
+        w = rng.integers(-3, 4, size=n).astype(np.float64)  # many ties
+        available = rng.random(n) < 0.8
+        if not available.any():
+            continue
+        k = int(rng.integers(1, available.sum() + 1))
+        candidates = np.flatnonzero(available)
+        expected = candidates[np.argsort(-w[candidates], kind="stable")[:k]]
+        got = dsir_module._streaming_top_k(w, available, k, None)
+        assert sorted(got.tolist()) == sorted(expected.tolist())

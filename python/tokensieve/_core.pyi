@@ -108,6 +108,7 @@ class ImportanceModel:
         num_threads: int | None = None,
         progress: Callable[[int, int], object] | None = None,
         chunk_words: int | None = None,
+        expected_documents: int | None = None,
     ) -> _Scored: ...
 
 def write_selected_files(

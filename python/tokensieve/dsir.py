@@ -28,7 +28,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -173,6 +173,8 @@ class DSIR:
         self.raw_counts: npt.NDArray[np.int64] | None = None
         self.target_counts: npt.NDArray[np.int64] | None = None
         self._scores: tuple[np.ndarray, np.ndarray, ReadReport] | None = None
+        #: Documents (or chunks) of the raw pool at its last read, to size the weights up front.
+        self._raw_units: int | None = None
 
     # -- fitting -----------------------------------------------------------------------------
 
@@ -228,7 +230,10 @@ class DSIR:
                 num_threads=self.num_threads,
                 chunk_words=self.chunk_words,
             )
-        ReadReport._from_core(raw).log_skips()
+        report = ReadReport._from_core(raw)
+        report.log_skips()
+        if source is self.raw:
+            self._raw_units = sum(_units(s) for s in report.sources)
         return counts
 
     def _fitted(self) -> tuple[np.ndarray, np.ndarray]:
@@ -278,6 +283,7 @@ class DSIR:
                     num_threads=self.num_threads,
                     progress=bar,
                     chunk_words=self.chunk_words,
+                    expected_documents=self._raw_units,
                 )
         else:
             weights, tokens, raw = model.score_texts(
@@ -391,34 +397,42 @@ class DSIR:
     ) -> npt.NDArray[np.uint32]:
         if method not in ("gumbel", "topk", "replacement"):
             raise InvalidArgumentError(f'method must be "gumbel", "topk" or "replacement", got {method!r}')
-        names, source_of, position = _source_positions(self.report)
-        source_keys = _source_keys(names)
         copies = np.zeros(len(eligible), dtype=np.uint32)
-        available = eligible.copy()
+        # With one target nothing is taken away between quotas: no copy of the mask is needed.
+        available = eligible.copy() if len(quotas) > 1 else eligible
         for t, quota in enumerate(quotas):
             if quota == 0:
                 continue
-            candidates = np.flatnonzero(available)
-            if quota > len(candidates):
-                raise InvalidArgumentError(
-                    f"target {t} needs {quota} documents, only {len(candidates)} are left"
-                )
-            w = weights[candidates, t]
+            left = int(np.count_nonzero(available))
+            if quota > left:
+                raise InvalidArgumentError(f"target {t} needs {quota} documents, only {left} are left")
             if method == "replacement":
-                # Draws depend only on the documents' identities: order them canonically first.
-                order = np.lexsort((position[candidates], source_keys[source_of[candidates]]))
-                rng = np.random.Generator(np.random.PCG64([seed, t]))
-                p = np.exp(w[order] - w.max())
-                drawn = rng.choice(len(order), size=quota, replace=True, p=p / p.sum())
-                np.add.at(copies, candidates[order[drawn]], 1)
+                self._draw_with_replacement(weights[:, t], available, quota, [seed, t], copies)
                 continue
-            if method == "gumbel":
-                w = w + _gumbel(_document_uniforms(self.report, seed, t)[candidates])
-            # Largest first; ties go to the earlier document.
-            chosen = candidates[np.argsort(-w, kind="stable")[:quota]]
+            noise = (
+                (lambda rows, t=t: _gumbel(_document_uniforms(self.report, seed, t, rows)))
+                if (method == "gumbel")
+                else None
+            )
+            chosen = _streaming_top_k(weights[:, t], available, quota, noise)
             copies[chosen] = 1
-            available[chosen] = False
+            if available is not eligible:
+                available[chosen] = False
         return copies
+
+    def _draw_with_replacement(
+        self, w: np.ndarray, available: np.ndarray, quota: int, seed: list[int], copies: np.ndarray
+    ) -> None:
+        """``quota`` draws proportional to ``exp(w)`` among ``available``, added to ``copies``."""
+        names, source_of, position = _source_positions(self.report)
+        source_keys = _source_keys(names)
+        candidates = np.flatnonzero(available)
+        # Draws depend only on the documents' identities: order them canonically first.
+        order = np.lexsort((position[candidates], source_keys[source_of[candidates]]))
+        rng = np.random.Generator(np.random.PCG64(seed))
+        p = np.exp(w[candidates][order] - w[candidates].max())
+        drawn = rng.choice(len(order), size=quota, replace=True, p=p / p.sum())
+        np.add.at(copies, candidates[order[drawn]], 1)
 
     def _select_legacy(
         self,
@@ -540,11 +554,13 @@ class DSIR:
         self, selection: Selection, shards: list[tuple[int, Path, int]], write_seconds: float
     ) -> dict:
         report = self.report
-        _, source_of, _ = _source_positions(self.report)
         selected = selection.copies > 0
         sources = []
-        for i, s in enumerate(report.sources):
-            mine = source_of == i
+        end = 0
+        for s in report.sources:
+            # A source's documents are one run of rows: slices, not per-row source indices.
+            start, end = end, end + _units(s)
+            chosen, eligible = selected[start:end], selection.eligible[start:end]
             sources.append(
                 {
                     "name": s.name,
@@ -553,9 +569,9 @@ class DSIR:
                     "records": s.records,
                     "documents": s.documents,
                     "chunks": s.chunks,
-                    "selected": int(np.count_nonzero(selected & mine)),
-                    "not_selected": int(np.count_nonzero(~selected & selection.eligible & mine)),
-                    "too_short": int(np.count_nonzero(~selection.eligible & mine)),
+                    "selected": int(np.count_nonzero(chosen)),
+                    "not_selected": int(np.count_nonzero(eligible & ~chosen)),
+                    "too_short": len(eligible) - int(np.count_nonzero(eligible)),
                     "skipped": s.records - s.documents,
                 }
             )
@@ -586,9 +602,9 @@ class DSIR:
             "counts": {
                 "records": report.records,
                 "documents": report.documents,
-                "selected": int(np.count_nonzero(selected)),
-                "not_selected": int(np.count_nonzero(~selected & selection.eligible)),
-                "too_short": int(np.count_nonzero(~selection.eligible)),
+                "selected": sum(source["selected"] for source in sources),
+                "not_selected": sum(source["not_selected"] for source in sources),
+                "too_short": sum(source["too_short"] for source in sources),
                 "skipped": dict(report.skipped),
             },
             "skipped_records": [
@@ -679,27 +695,79 @@ def _mix(z: np.ndarray | np.uint64) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def _source_positions(report: ReadReport) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Per document of a read: the index of its source and its position within that source."""
+def _source_positions(
+    report: ReadReport, rows: np.ndarray | None = None
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Per document of a read (or per document of ``rows``): the index of its source and its
+    position within that source."""
     names = [src.name for src in report.sources]
     counts = np.array([_units(src) for src in report.sources], dtype=np.int64)
-    source_of = np.repeat(np.arange(len(counts)), counts)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    position = np.arange(counts.sum(), dtype=np.int64) - starts[source_of]
+    if rows is None:
+        rows = np.arange(counts.sum(), dtype=np.int64)
+    # The last source starting at or before a row holds it (sources before it in a run of equal
+    # starts are empty).
+    source_of = np.searchsorted(starts, rows, side="right") - 1
+    position = rows - starts[source_of]
     return names, source_of, position.astype(np.uint64)
 
 
-def _document_uniforms(report: ReadReport, seed: int, stream: int) -> np.ndarray:
-    """A uniform number in (0, 1) per document of a read, a function of ``(seed, stream, source
-    identity, position in the source)`` only: thread count, the order of sources and where the
-    corpus lies do not matter."""
-    names, source_of, position = _source_positions(report)
+def _document_uniforms(
+    report: ReadReport, seed: int, stream: int, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """A uniform number in (0, 1) per document of a read (or per document of ``rows``), a
+    function of ``(seed, stream, source identity, position in the source)`` only: thread count,
+    the order of sources and where the corpus lies do not matter."""
+    names, source_of, position = _source_positions(report, rows)
     source_keys = _source_keys(names)
     base = _mix(np.uint64(seed & 0xFFFFFFFFFFFFFFFF) ^ np.uint64(0x9E3779B97F4A7C15))
     base = _mix(base ^ _mix(np.uint64(stream) + np.uint64(0x5851F42D4C957F2D)))
     with np.errstate(over="ignore"):
         z = _mix(_mix(base ^ source_keys[source_of]) + position * np.uint64(0x9E3779B97F4A7C15))
     return ((z >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
+
+
+#: Documents whose selection keys are computed at a time (bounds the memory of a selection).
+SELECTION_CHUNK = 1 << 16
+
+
+def _streaming_top_k(
+    w: np.ndarray,
+    available: np.ndarray,
+    k: int,
+    noise: Callable[[np.ndarray], np.ndarray] | None,
+) -> np.ndarray:
+    """The rows of the ``k`` largest keys ``w[row] + noise(rows)`` among ``available`` rows, ties
+    going to the earlier row, computed a chunk of rows at a time: memory O(k + chunk), not
+    O(documents). Candidates gather until there are twice ``k``, then the best ``k`` are kept,
+    and their smallest key bars later rows (which lose ties) from entering."""
+    keys: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
+    gathered, bar = 0, -np.inf
+    for start in range(0, len(w), SELECTION_CHUNK):
+        chunk_rows = start + np.flatnonzero(available[start : start + SELECTION_CHUNK])
+        chunk_keys = w[chunk_rows] if noise is None else w[chunk_rows] + noise(chunk_rows)
+        if bar > -np.inf:
+            better = chunk_keys > bar
+            chunk_rows, chunk_keys = chunk_rows[better], chunk_keys[better]
+        keys.append(chunk_keys)
+        rows.append(chunk_rows)
+        gathered += len(chunk_rows)
+        if gathered >= 2 * k:
+            best_keys, best_rows = _best_k(np.concatenate(keys), np.concatenate(rows), k)
+            keys, rows, gathered, bar = [best_keys], [best_rows], k, best_keys.min()
+    return _best_k(np.concatenate(keys), np.concatenate(rows), k)[1]
+
+
+def _best_k(keys: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest ``keys`` and their ``rows`` (all if fewer), ties to the smaller row."""
+    if len(keys) <= k:
+        return keys, rows
+    kth = np.partition(keys, len(keys) - k)[len(keys) - k]
+    keep = keys > kth
+    tied = np.flatnonzero(keys == kth)
+    keep[tied[np.argsort(rows[tied], kind="stable")[: k - int(np.count_nonzero(keep))]]] = True
+    return keys[keep], rows[keep]
 
 
 def _units(source: SourceReport) -> int:

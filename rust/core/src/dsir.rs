@@ -19,6 +19,14 @@ pub struct DocumentScores {
     pub tokens: Vec<u32>,
 }
 
+impl DocumentScores {
+    /// Room for `documents` documents of `targets` weights each, so that a read of a known size
+    /// never reallocates (a doubling vector would hold up to twice the memory).
+    pub fn with_capacity(documents: usize, targets: usize) -> Self {
+        DocumentScores { log_weights: Vec::with_capacity(documents * targets), tokens: Vec::with_capacity(documents) }
+    }
+}
+
 /// A fitted DSIR model: the feature space and `log_diff`, one row of `buckets` values per target.
 pub struct ImportanceModel {
     featurizer: Featurizer,

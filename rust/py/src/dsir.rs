@@ -68,7 +68,9 @@ impl ImportanceModel {
     }
 
     /// The same over the documents of corpus files, streamed.
-    #[pyo3(signature = (paths, *, text_field="text", on_error="skip", num_threads=None, progress=None, chunk_words=None))]
+    /// `expected_documents` (e.g. from an earlier read of the same files) sizes the results
+    /// up front.
+    #[pyo3(signature = (paths, *, text_field="text", on_error="skip", num_threads=None, progress=None, chunk_words=None, expected_documents=None))]
     #[allow(clippy::too_many_arguments)]
     fn score_files<'py>(
         &self,
@@ -79,10 +81,11 @@ impl ImportanceModel {
         num_threads: Option<usize>,
         progress: Option<Py<PyAny>>,
         chunk_words: Option<usize>,
+        expected_documents: Option<usize>,
     ) -> PyResult<Scored<'py>> {
         let mut options = read_options(text_field, on_error, chunk_words)?;
         let pool = thread_pool(num_threads)?;
-        let mut scores = DocumentScores::default();
+        let mut scores = DocumentScores::with_capacity(expected_documents.unwrap_or(0), self.inner.targets());
         let mut progress = Progress::new(progress, &mut options);
         let read = py.detach(|| {
             read_files(&paths, &options, &pool, &mut |docs| {

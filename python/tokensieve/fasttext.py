@@ -214,7 +214,8 @@ class FastTextModel:
         newline: NewlinePolicy = "error",
         strip: bool = False,
     ) -> (
-        tuple[tuple[str, ...], npt.NDArray[np.float64]] | tuple[list[list[str]], list[npt.NDArray[np.float32]]]
+        tuple[tuple[str, ...], npt.NDArray[np.float64]]
+        | tuple[list[list[str]], list[npt.NDArray[np.float32]]]
     ):
         """fastText's ``predict``: the top ``k`` labels (``k=-1``: all) whose probability is at
         least ``threshold``, best first.
@@ -237,7 +238,7 @@ class FastTextModel:
         )
         counts = np.count_nonzero(ids >= 0, axis=1).tolist()
         id_rows = ids.tolist()
-        all_labels = [[names[i] for i in row[:n]] for row, n in zip(id_rows, counts)]
+        all_labels = [[names[i] for i in row[:n]] for row, n in zip(id_rows, counts, strict=True)]
         all_probs = [probs[i, :n].copy() for i, n in enumerate(counts)]
         return all_labels, all_probs
 

@@ -24,6 +24,7 @@ fn preprocess(newline: &str, strip: bool) -> PyResult<Preprocess> {
 }
 
 type Scores<'py> = (Bound<'py, PyArray1<f32>>, Bound<'py, PyDict>);
+type Predicted<'py> = (Bound<'py, PyArray2<i32>>, Bound<'py, PyArray2<f32>>);
 
 #[pymethods]
 impl FastTextModel {
@@ -95,7 +96,7 @@ impl FastTextModel {
         newline: &str,
         strip: bool,
         num_threads: Option<usize>,
-    ) -> PyResult<(Bound<'py, PyArray2<i32>>, Bound<'py, PyArray2<f32>>)> {
+    ) -> PyResult<Predicted<'py>> {
         let prep = preprocess(newline, strip)?;
         let k = self.inner.resolve_k(k).map_err(CoreError)?;
         let pool = thread_pool(num_threads)?;

@@ -434,14 +434,6 @@ impl FastTextModel {
         let input = read_matrix(&mut src, quant_input, "the input matrix")?;
         let qout = src.flag("the quantized-output flag")?;
         let output = read_matrix(&mut src, quant_input && qout, "the output matrix")?;
-        if src.left() > 0 {
-            return Err(src.fail(format!(
-                "{} unexpected bytes after the output matrix (offset {} of {})",
-                src.left(),
-                src.pos,
-                src.len
-            )));
-        }
 
         // Consistency of everything a prediction indexes.
         let dim_u = dim as usize;
@@ -477,6 +469,14 @@ impl FastTextModel {
             return Err(src.fail(format!(
                 "the input matrix has {} rows, expected {nwords} words + {bucket} buckets",
                 input.rows()
+            )));
+        }
+        if src.left() > 0 {
+            return Err(src.fail(format!(
+                "{} unexpected bytes after the output matrix (offset {} of {})",
+                src.left(),
+                src.pos,
+                src.len
             )));
         }
         let tree = if loss == Loss::HierarchicalSoftmax {
@@ -666,8 +666,7 @@ pub(crate) mod tests {
 
     #[test]
     fn inconsistent_shapes_and_types_are_rejected() {
-        let mut spec = Spec::default();
-        spec.bucket = 0;
+        let spec = Spec { bucket: 0, ..Spec::default() };
         assert!(read(&write_model(&spec)).unwrap_err().to_string().contains("n-grams need buckets"));
         let bytes = write_model(&Spec::default());
         // The first entry's type byte: header 64 + dictionary header 28 + "</s>\0" + count.

@@ -2,6 +2,7 @@
 
 from collections.abc import Sequence
 from os import PathLike
+from pathlib import Path
 from typing import Any, final
 
 import numpy as np
@@ -135,7 +136,7 @@ class FastTextModel:
 
     def __new__(cls, path: str | PathLike[str]) -> FastTextModel: ...
     @property
-    def path(self) -> str: ...
+    def path(self) -> Path: ...
     @property
     def dim(self) -> int: ...
     @property

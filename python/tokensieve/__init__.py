@@ -1,12 +1,12 @@
 """tokensieve: score and select language-model pretraining data.
 
 The public API is organised one module per capability: :mod:`tokensieve.features` (hashed
-n-gram features), :mod:`tokensieve.dsir` (importance resampling), :mod:`tokensieve.io` (corpus
-inputs and read reports), :mod:`tokensieve.exceptions`, and the command line in
-:mod:`tokensieve.cli`.
+n-gram features), :mod:`tokensieve.dsir` (importance resampling), :mod:`tokensieve.fasttext`
+(fastText classifiers), :mod:`tokensieve.io` (corpus inputs and read reports),
+:mod:`tokensieve.exceptions`, and the command line in :mod:`tokensieve.cli`.
 """
 
-from tokensieve import dsir, exceptions, features, io
+from tokensieve import dsir, exceptions, fasttext, features, io
 from tokensieve._core import __version__, resolve_num_threads
 from tokensieve.dsir import DSIR
 from tokensieve.features import HashedNgrams
@@ -17,6 +17,7 @@ __all__ = [
     "__version__",
     "dsir",
     "exceptions",
+    "fasttext",
     "features",
     "io",
     "resolve_num_threads",

@@ -2,12 +2,14 @@
 
 from collections.abc import Callable, Sequence
 from os import PathLike
+from pathlib import Path
 from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "FastTextModel",
     "ImportanceModel",
     "NgramFeaturizer",
     "__version__",
@@ -140,3 +142,58 @@ def write_selected_texts(
     chunk_words: int | None = None,
 ) -> int:
     """Writes `copies[k]` copies of the k-th document among `texts` to the shard `path`."""
+
+@final
+class FastTextModel:
+    """A supervised fastText model (`.bin` or `.ftz`)."""
+
+    def __new__(cls, path: str | PathLike[str]) -> FastTextModel: ...
+    @property
+    def path(self) -> Path: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def quantized(self) -> bool: ...
+    def args(self) -> dict[str, Any]:
+        """The arguments stored in the file, with the format `version` and the `loss` name."""
+    def entries(self, *, labels: bool) -> tuple[list[bytes], npt.NDArray[np.int64]]:
+        """The dictionary entries (`labels=False`: words, else labels) as bytes, with their counts."""
+    def label_id(self, label: str) -> int | None:
+        """The id of a label (its full name, prefix included), or None."""
+    def predict_batch(
+        self,
+        texts: object,
+        *,
+        k: int = 1,
+        threshold: float = 0.0,
+        newline: str = "error",
+        strip: bool = False,
+        num_threads: int | None = None,
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]: ...
+    def score_texts(
+        self,
+        texts: object,
+        *,
+        label: int,
+        newline: str = "error",
+        strip: bool = False,
+        on_error: str = "skip",
+        num_threads: int | None = None,
+    ) -> tuple[npt.NDArray[np.float32], _Report]: ...
+    def score_files(
+        self,
+        paths: Sequence[str | PathLike[str]],
+        *,
+        label: int,
+        newline: str = "error",
+        strip: bool = False,
+        text_field: str = "text",
+        on_error: str = "skip",
+        num_threads: int | None = None,
+    ) -> tuple[npt.NDArray[np.float32], _Report]: ...
+    def word_vector(self, word: str) -> npt.NDArray[np.float32]:
+        """fastText's word vector: the average of the word's row and character n-gram rows."""
+    def sentence_vector(
+        self, text: str, *, newline: str = "error", strip: bool = False
+    ) -> npt.NDArray[np.float32]:
+        """fastText's sentence vector of a supervised model: the average of the text's rows."""

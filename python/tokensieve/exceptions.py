@@ -12,6 +12,7 @@ __all__ = [
     "CorpusNotFoundError",
     "CorpusReadError",
     "InvalidArgumentError",
+    "ModelFormatError",
     "TargetOutOfRangeError",
     "TokensieveError",
 ]
@@ -56,3 +57,10 @@ class CorpusReadError(TokensieveError, OSError):
 
 class CorpusNotFoundError(CorpusReadError, FileNotFoundError):
     """An input file does not exist. ``path`` names it."""
+
+
+class ModelFormatError(TokensieveError, ValueError):
+    """A model file is truncated, oversized or inconsistent (the message names the section and
+    the offset), or the model cannot predict (its weights produce NaN). ``path`` names it."""
+
+    path: str

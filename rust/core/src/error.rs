@@ -26,6 +26,11 @@ pub enum Error {
     #[error("stopped by the caller")]
     Stopped,
 
+    /// A fastText model file is truncated, oversized or inconsistent, or the model cannot
+    /// predict (it produced NaN).
+    #[error("{path}: {detail}")]
+    Model { path: PathBuf, detail: String },
+
     /// A record could not be turned into a document and the caller asked to raise on bad input.
     #[error("{path}:{line}: {reason}: {detail}", reason = reason.name())]
     BadRecord { path: String, line: u64, reason: SkipReason, detail: String },

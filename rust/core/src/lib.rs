@@ -3,10 +3,12 @@
 //! One module per concern: [`text`] splits text into words, [`hash`] names and implements the
 //! frozen hash families, [`ngram`] turns words or token ids into hashed n-gram counts, [`io`]
 //! streams documents out of corpus files while accounting for every record, and [`pool`] owns
-//! the thread pools everything runs on.
+//! the thread pools everything runs on, and [`fasttext`] reads fastText classifiers and
+//! reproduces their predictions bit for bit.
 
 pub mod dsir;
 pub mod error;
+pub mod fasttext;
 pub mod hash;
 pub mod io;
 pub mod ngram;

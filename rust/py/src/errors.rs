@@ -40,6 +40,10 @@ fn to_py_err(py: Python<'_>, error: &Error) -> PyResult<PyErr> {
             attrs.set_item("path", path.display().to_string())?;
             "CorpusFormatError"
         }
+        Error::Model { path, .. } => {
+            attrs.set_item("path", path.display().to_string())?;
+            "ModelFormatError"
+        }
         Error::BadRecord { path, line, reason, detail } => {
             attrs.set_item("path", path)?;
             attrs.set_item("line", line)?;

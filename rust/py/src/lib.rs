@@ -4,6 +4,7 @@
 mod convert;
 mod dsir;
 mod errors;
+mod fasttext;
 mod features;
 mod io;
 mod progress;
@@ -14,6 +15,8 @@ use pyo3::prelude::*;
 mod _core {
     #[pymodule_export]
     use super::dsir::{ImportanceModel, write_selected_files, write_selected_texts};
+    #[pymodule_export]
+    use super::fasttext::FastTextModel;
     #[pymodule_export]
     use super::features::{NgramFeaturizer, tokenize};
     #[pymodule_export]

@@ -1,0 +1,205 @@
+//! The input and output matrices: dense float rows, or rows product-quantised (`.ftz`).
+//!
+//! Sums run in fastText's order in f32 without fused multiply-adds: row additions are
+//! element-wise (so they vectorise without reordering anything), dot products accumulate
+//! sequentially from 0.
+
+/// Sub-quantizer centroids per code (`ksub`).
+pub const KSUB: usize = 256;
+
+/// A row-major `rows × cols` matrix of f32.
+#[derive(Debug)]
+pub struct DenseMatrix {
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) data: Vec<f32>,
+}
+
+/// A product quantizer: `nsubq` sub-vectors of `dsub` floats (the last of `lastdsub`), each
+/// coded by one of [`KSUB`] centroids.
+#[derive(Debug)]
+pub struct ProductQuantizer {
+    pub(crate) dim: usize,
+    pub(crate) nsubq: usize,
+    pub(crate) dsub: usize,
+    pub(crate) lastdsub: usize,
+    pub(crate) centroids: Vec<f32>,
+}
+
+impl ProductQuantizer {
+    /// The geometry fastText derives from `dim` and `dsub`, or `None` if it is impossible.
+    pub fn geometry(dim: usize, dsub: usize) -> Option<(usize, usize)> {
+        if dim == 0 || dsub == 0 {
+            return None;
+        }
+        let nsubq = dim.div_ceil(dsub);
+        let lastdsub = if dim % dsub == 0 { dsub } else { dim % dsub };
+        Some((nsubq, lastdsub))
+    }
+
+    /// The centroid of code `code` of sub-quantizer `m`, with its length.
+    #[inline]
+    fn centroid(&self, m: usize, code: u8) -> &[f32] {
+        let code = code as usize;
+        if m == self.nsubq - 1 {
+            let start = m * KSUB * self.dsub + code * self.lastdsub;
+            &self.centroids[start..start + self.lastdsub]
+        } else {
+            let start = (m * KSUB + code) * self.dsub;
+            &self.centroids[start..start + self.dsub]
+        }
+    }
+}
+
+/// Rows stored as product-quantizer codes, optionally with quantised norms.
+#[derive(Debug)]
+pub struct QuantMatrix {
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) codes: Vec<u8>,
+    pub(crate) pq: ProductQuantizer,
+    /// One norm code per row and the one-dimensional quantizer of the norms.
+    pub(crate) norms: Option<(Vec<u8>, ProductQuantizer)>,
+}
+
+impl QuantMatrix {
+    #[inline]
+    fn norm(&self, row: usize) -> f32 {
+        match &self.norms {
+            Some((codes, npq)) => npq.centroid(0, codes[row])[0],
+            None => 1.0,
+        }
+    }
+}
+
+/// One of the two matrix kinds of a model file.
+#[derive(Debug)]
+pub enum Matrix {
+    Dense(DenseMatrix),
+    Quant(QuantMatrix),
+}
+
+impl Matrix {
+    pub fn rows(&self) -> usize {
+        match self {
+            Matrix::Dense(m) => m.rows,
+            Matrix::Quant(m) => m.rows,
+        }
+    }
+
+    pub fn cols(&self) -> usize {
+        match self {
+            Matrix::Dense(m) => m.cols,
+            Matrix::Quant(m) => m.cols,
+        }
+    }
+
+    pub fn is_quantized(&self) -> bool {
+        matches!(self, Matrix::Quant(_))
+    }
+
+    /// `acc += row(i)` (a quantised row decodes as `norm * centroid`, element by element).
+    #[inline]
+    pub fn add_row(&self, i: usize, acc: &mut [f32]) {
+        match self {
+            Matrix::Dense(m) => {
+                let row = &m.data[i * m.cols..(i + 1) * m.cols];
+                for (a, &r) in acc.iter_mut().zip(row) {
+                    *a += r;
+                }
+            }
+            Matrix::Quant(m) => {
+                let alpha = m.norm(i);
+                let codes = &m.codes[i * m.pq.nsubq..(i + 1) * m.pq.nsubq];
+                for (sub, &code) in codes.iter().enumerate() {
+                    let c = m.pq.centroid(sub, code);
+                    let acc = &mut acc[sub * m.pq.dsub..sub * m.pq.dsub + c.len()];
+                    for (a, &x) in acc.iter_mut().zip(c) {
+                        *a += alpha * x;
+                    }
+                }
+            }
+        }
+    }
+
+    /// fastText's average of rows: the f32 sum in the order given, times `(float)(1.0 / n)`.
+    /// `out` is zeroed first; no rows leave it zero.
+    pub fn average_rows(&self, rows: &[i32], out: &mut [f32]) {
+        out.fill(0.0);
+        for &r in rows {
+            self.add_row(r as usize, out);
+        }
+        if !rows.is_empty() {
+            let scale = (1.0f64 / rows.len() as f64) as f32;
+            for x in out.iter_mut() {
+                *x *= scale;
+            }
+        }
+    }
+
+    /// `row(i) · v`, accumulated sequentially from 0 (times the norm for quantised rows).
+    #[inline]
+    pub fn dot_row(&self, i: usize, v: &[f32]) -> f32 {
+        match self {
+            Matrix::Dense(m) => {
+                let row = &m.data[i * m.cols..(i + 1) * m.cols];
+                let mut d = 0.0f32;
+                for (&r, &x) in row.iter().zip(v) {
+                    d += r * x;
+                }
+                d
+            }
+            Matrix::Quant(m) => {
+                let codes = &m.codes[i * m.pq.nsubq..(i + 1) * m.pq.nsubq];
+                let mut d = 0.0f32;
+                for (sub, &code) in codes.iter().enumerate() {
+                    let c = m.pq.centroid(sub, code);
+                    for (&x, &cx) in v[sub * m.pq.dsub..].iter().zip(c) {
+                        d += x * cx;
+                    }
+                }
+                d * m.norm(i)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pq_geometry_matches_fasttext() {
+        assert_eq!(ProductQuantizer::geometry(16, 2), Some((8, 2)));
+        assert_eq!(ProductQuantizer::geometry(10, 3), Some((4, 1)));
+        assert_eq!(ProductQuantizer::geometry(1, 1), Some((1, 1)));
+        assert_eq!(ProductQuantizer::geometry(0, 2), None);
+        assert_eq!(ProductQuantizer::geometry(4, 0), None);
+    }
+
+    #[test]
+    fn quantised_rows_decode_from_their_centroids() {
+        // dim 3, dsub 2: sub-quantizer 0 has 2-float centroids, the last one 1-float centroids.
+        let mut centroids = vec![0.0f32; 3 * KSUB];
+        centroids[5 * 2] = 1.5;
+        centroids[5 * 2 + 1] = -2.0;
+        centroids[KSUB * 2 + 7] = 0.25;
+        let pq = ProductQuantizer { dim: 3, nsubq: 2, dsub: 2, lastdsub: 1, centroids };
+        let mut norm_centroids = vec![0.0f32; KSUB];
+        norm_centroids[9] = 2.0;
+        let npq = ProductQuantizer { dim: 1, nsubq: 1, dsub: 1, lastdsub: 1, centroids: norm_centroids };
+        let m = Matrix::Quant(QuantMatrix { rows: 1, cols: 3, codes: vec![5, 7], pq, norms: Some((vec![9], npq)) });
+        let mut acc = vec![0.0f32; 3];
+        m.add_row(0, &mut acc);
+        assert_eq!(acc, vec![3.0, -4.0, 0.5]);
+        assert_eq!(m.dot_row(0, &[1.0, 1.0, 1.0]), (1.5f32 - 2.0 + 0.25) * 2.0);
+    }
+
+    #[test]
+    fn average_multiplies_by_the_float_reciprocal() {
+        let m = Matrix::Dense(DenseMatrix { rows: 3, cols: 1, data: vec![1.0, 1.0, 1.0] });
+        let mut out = vec![0.0f32];
+        m.average_rows(&[0, 1, 2], &mut out);
+        assert_eq!(out[0], 3.0f32 * (1.0f64 / 3.0) as f32);
+    }
+}

@@ -1,0 +1,181 @@
+//! `FastTextModel`: a supervised fastText classifier, read once, predicting in parallel with
+//! the GIL released.
+
+use std::path::PathBuf;
+
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use tokensieve_core::fasttext::{FastTextModel as CoreModel, Newline, Preprocess};
+use tokensieve_core::io::{OnError, ReadReport, read_files};
+
+use crate::convert::{HeldTexts, collect_documents, report_to_py};
+use crate::errors::CoreError;
+use crate::io::{read_options, thread_pool};
+
+/// A supervised fastText model (`.bin` or `.ftz`).
+#[pyclass(frozen, module = "tokensieve._core")]
+pub struct FastTextModel {
+    inner: CoreModel,
+}
+
+fn preprocess(newline: &str, strip: bool) -> PyResult<Preprocess> {
+    Ok(Preprocess { newline: Newline::from_name(newline).map_err(CoreError)?, strip })
+}
+
+type Scores<'py> = (Bound<'py, PyArray1<f32>>, Bound<'py, PyDict>);
+type Predicted<'py> = (Bound<'py, PyArray2<i32>>, Bound<'py, PyArray2<f32>>);
+
+#[pymethods]
+impl FastTextModel {
+    /// Reads the model at `path`.
+    #[new]
+    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let inner = py.detach(|| CoreModel::load(&path)).map_err(CoreError)?;
+        Ok(FastTextModel { inner })
+    }
+
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.inner.path().to_path_buf()
+    }
+    #[getter]
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    #[getter]
+    fn quantized(&self) -> bool {
+        self.inner.is_quantized()
+    }
+
+    /// The arguments stored in the file, with the format `version` and the `loss` name.
+    fn args<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let a = self.inner.args();
+        let d = PyDict::new(py);
+        d.set_item("version", self.inner.version())?;
+        d.set_item("dim", a.dim)?;
+        d.set_item("ws", a.ws)?;
+        d.set_item("epoch", a.epoch)?;
+        d.set_item("minCount", a.min_count)?;
+        d.set_item("neg", a.neg)?;
+        d.set_item("wordNgrams", a.word_ngrams)?;
+        d.set_item("loss", a.loss.name())?;
+        d.set_item("bucket", a.bucket)?;
+        d.set_item("minn", a.minn)?;
+        d.set_item("maxn", a.maxn)?;
+        d.set_item("lrUpdateRate", a.lr_update_rate)?;
+        d.set_item("t", a.t)?;
+        Ok(d)
+    }
+
+    /// The dictionary entries (`labels=False`: words, else labels) as bytes, with their counts.
+    #[pyo3(signature = (*, labels))]
+    fn entries<'py>(&self, py: Python<'py>, labels: bool) -> (Vec<Bound<'py, PyBytes>>, Bound<'py, PyArray1<i64>>) {
+        let dict = self.inner.dictionary();
+        let ids = if labels { dict.nwords()..dict.nwords() + dict.nlabels() } else { 0..dict.nwords() };
+        let names = ids.clone().map(|id| PyBytes::new(py, dict.entry(id))).collect();
+        let counts: Vec<i64> = ids.map(|id| dict.count(id)).collect();
+        (names, counts.into_pyarray(py))
+    }
+
+    /// The id of a label (its full name, prefix included), or None.
+    fn label_id(&self, label: &str) -> Option<usize> {
+        self.inner.label_id(label.as_bytes())
+    }
+
+    /// Top-k predictions of each item of `texts`: `(label ids, probabilities)`, both
+    /// `[len(texts), min(k, nlabels)]`, padded with -1 and 0.
+    #[pyo3(signature = (texts, *, k=1, threshold=0.0, newline="error", strip=false, num_threads=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn predict_batch<'py>(
+        &self,
+        py: Python<'py>,
+        texts: &Bound<'py, PyAny>,
+        k: i64,
+        threshold: f32,
+        newline: &str,
+        strip: bool,
+        num_threads: Option<usize>,
+    ) -> PyResult<Predicted<'py>> {
+        let prep = preprocess(newline, strip)?;
+        let k = self.inner.resolve_k(k).map_err(CoreError)?;
+        let pool = thread_pool(num_threads)?;
+        let held = HeldTexts::hold(texts)?;
+        let mut report = ReadReport::default();
+        let source = report.add_source(held.label(), 0);
+        let docs = report.collect_aligned(source, held.records()?, OnError::Raise).map_err(CoreError)?;
+        let out = py.detach(|| self.inner.predict_batch(&pool, &docs, &prep, k, threshold)).map_err(CoreError)?;
+        let n = docs.len();
+        Ok((out.labels.into_pyarray(py).reshape([n, out.k])?, out.probs.into_pyarray(py).reshape([n, out.k])?))
+    }
+
+    /// P(label) per document of `texts` as fastText reports it with k=-1, and the read report
+    /// (skipped items have no score).
+    #[pyo3(signature = (texts, *, label, newline="error", strip=false, on_error="skip", num_threads=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn score_texts<'py>(
+        &self,
+        py: Python<'py>,
+        texts: &Bound<'py, PyAny>,
+        label: usize,
+        newline: &str,
+        strip: bool,
+        on_error: &str,
+        num_threads: Option<usize>,
+    ) -> PyResult<Scores<'py>> {
+        let prep = preprocess(newline, strip)?;
+        let on_error = crate::convert::on_error(on_error)?;
+        let pool = thread_pool(num_threads)?;
+        let held = HeldTexts::hold(texts)?;
+        let (report, docs) = collect_documents(&held, on_error)?;
+        let scores = py.detach(|| self.inner.score_batch(&pool, &docs, &prep, label)).map_err(CoreError)?;
+        Ok((scores.into_pyarray(py), report_to_py(py, &report)?))
+    }
+
+    /// The same over the documents of corpus files, streamed.
+    #[pyo3(signature = (paths, *, label, newline="error", strip=false, text_field="text", on_error="skip", num_threads=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn score_files<'py>(
+        &self,
+        py: Python<'py>,
+        paths: Vec<PathBuf>,
+        label: usize,
+        newline: &str,
+        strip: bool,
+        text_field: &str,
+        on_error: &str,
+        num_threads: Option<usize>,
+    ) -> PyResult<Scores<'py>> {
+        let prep = preprocess(newline, strip)?;
+        let options = read_options(text_field, on_error, None)?;
+        let pool = thread_pool(num_threads)?;
+        let mut scores = Vec::new();
+        let report = py
+            .detach(|| {
+                read_files(&paths, &options, &pool, &mut |docs| {
+                    scores.extend(self.inner.score_batch(&pool, docs, &prep, label)?);
+                    Ok(())
+                })
+            })
+            .map_err(CoreError)?;
+        Ok((scores.into_pyarray(py), report_to_py(py, &report)?))
+    }
+
+    /// fastText's word vector: the average of the word's row and character n-gram rows.
+    fn word_vector<'py>(&self, py: Python<'py>, word: &str) -> Bound<'py, PyArray1<f32>> {
+        self.inner.word_vector(word).into_pyarray(py)
+    }
+
+    /// fastText's sentence vector of a supervised model: the average of the text's rows.
+    #[pyo3(signature = (text, *, newline="error", strip=false))]
+    fn sentence_vector<'py>(
+        &self,
+        py: Python<'py>,
+        text: &str,
+        newline: &str,
+        strip: bool,
+    ) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        let prep = preprocess(newline, strip)?;
+        Ok(self.inner.sentence_vector(text, &prep).map_err(CoreError)?.into_pyarray(py))
+    }
+}

@@ -5,7 +5,9 @@ decompressed once to plain JSONL (what the reference reads). Each engine runs in
 (so peak RSS is its own) on 2 cores: fit, weights, resample of 10% of the eligible documents.
 The reference runs once (it takes minutes); tokensieve ``--reps`` times, medians reported. The KL
 reduction of every selection is measured with tokensieve's ``kl_reduction`` in the same feature
-space (dsir-sha256, 10,000 buckets).
+space (dsir-sha256, 10,000 buckets). Then each tokensieve family runs once more on the raw files
+repeated 4 times over: the growth of its peak RSS per extra document is the memory that scales
+with the corpus.
 
 Usage: python benches/bench_dsir.py [--reps 3] [--limit DOCS_PER_FILE]
 """
@@ -25,6 +27,9 @@ from pathlib import Path
 import numpy as np
 import zstandard
 from common import SHARED_DATA, median, write_result
+
+#: How many times the raw files are repeated to measure the memory per document.
+SCALE = 4
 
 
 def decompress(src: Path, dst: Path, limit: int | None) -> int:
@@ -82,7 +87,9 @@ def run_tokensieve(
         dsir.weights()
         runs["weights"].append(time.perf_counter() - start)
         start = time.perf_counter()
-        selection = dsir.resample(fraction=fraction, seed=0, out=work / f"ts_{family}_{rep}")
+        # Plain JSONL out, as the reference writes.
+        out = work / f"ts_{family}_{rep}"
+        selection = dsir.resample(fraction=fraction, seed=0, out=out, output_format="jsonl")
         runs["resample"].append(time.perf_counter() - start)
     kl = dsir.kl_reduction(selection)
     return {"phases_s": {k: median(v) for k, v in runs.items()}, "runs_s": runs, "k": selection.k, "kl": kl}
@@ -106,7 +113,7 @@ def reference_kl(raw: list[str], target: list[str], work: Path) -> dict:
 
 def child(args: argparse.Namespace) -> int:
     work = Path(args.work)
-    spec = json.loads((work / "spec.json").read_text())
+    spec = json.loads((work / args.spec).read_text())
     if args.engine == "reference":
         result = run_reference(spec["raw"], spec["target"], work, spec["fraction"])
         result["kl"] = reference_kl(spec["raw"], spec["target"], work)
@@ -129,6 +136,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None, help="documents per file (default: all)")
     parser.add_argument("--engine", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
+    parser.add_argument("--spec", default="spec.json", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.engine:
         return child(args)
@@ -148,12 +156,29 @@ def main() -> int:
         print(
             f"raw {docs:,} documents, {size['raw'] / 1e6:.1f} MB JSONL; target {size['target'] / 1e6:.1f} MB"
         )
-        results = {}
+        # The same files, each repeated SCALE times, show what memory grows with the corpus.
+        scaled = []
+        for p in raw:
+            scaled.append(p.replace("/raw_", f"/x{SCALE}_raw_"))
+            Path(scaled[-1]).write_bytes(Path(p).read_bytes() * SCALE)
+        (work / "spec_scaled.json").write_text(json.dumps({"raw": scaled, "target": target, "fraction": 0.1}))
+
+        def child_run(engine: str, spec: str, reps: int) -> dict:
+            cmd = [sys.executable, __file__, "--engine", engine, "--work", tmp, "--reps", str(reps)]
+            out = subprocess.run([*cmd, "--spec", spec], check=True, stdout=subprocess.PIPE, text=True).stdout
+            return json.loads(out.strip().splitlines()[-1])
+
+        results, scaling = {}, {}
         for engine in ("reference", "dsir-sha256", "fast-v1"):
-            cmd = [sys.executable, __file__, "--engine", engine, "--work", tmp, "--reps", str(args.reps)]
-            out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
-            results[engine] = json.loads(out.strip().splitlines()[-1])
+            results[engine] = child_run(engine, "spec.json", args.reps)
             print(f"  {engine}: done")
+        for engine in ("dsir-sha256", "fast-v1"):
+            rss = child_run(engine, "spec_scaled.json", 1)["peak_rss_mb"]
+            extra_docs = (SCALE - 1) * docs
+            per_doc = (rss - results[engine]["peak_rss_mb"]) * 2**20 / extra_docs
+            scaling[engine] = {"peak_rss_mb_x1": results[engine]["peak_rss_mb"], "peak_rss_mb_scaled": rss}
+            scaling[engine]["bytes_per_extra_document"] = per_doc
+            print(f"  {engine} x{SCALE}: peak RSS {rss:.0f} MB, {per_doc:.1f} bytes per extra document")
     total_mb = (size["raw"] * 2 + size["target"]) / 1e6  # the raw pool is read to fit and to weigh
     ref_total = sum(results["reference"]["phases_s"].values())
     header = ("engine", "phase", "seconds", "MB/s", "x ref", "peak RSS MB", "KL red.")
@@ -188,6 +213,7 @@ def main() -> int:
             "reps": args.reps,
             "threads": 2,
             "results": results,
+            "memory_scaling": {"scale": SCALE, **scaling},
         },
     )
     print(f"\nwrote {path}")

@@ -119,13 +119,12 @@ def child(args: argparse.Namespace) -> int:
         result["kl"] = reference_kl(spec["raw"], spec["target"], work)
     else:
         result = run_tokensieve(spec["raw"], spec["target"], work, spec["fraction"], args.engine, args.reps)
-    result["peak_rss_mb"] = (
-        max(
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
-        )
-        / 1024
-    )
+    # VmHWM is this process's own peak: getrusage's ru_maxrss starts at the parent's peak, which
+    # survives the exec that started this process.
+    status = Path("/proc/self/status").read_text()
+    own_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+    worker_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the reference's pool
+    result["peak_rss_mb"] = max(own_kb, worker_kb) / 1024
     print(json.dumps(result))
     return 0
 

@@ -4,6 +4,7 @@ accounting, persistence and bad input."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 from pathlib import Path
@@ -398,3 +399,21 @@ def test_streaming_top_k_equals_a_stable_sort_ties_included(monkeypatch, chunk):
         expected = candidates[np.argsort(-w[candidates], kind="stable")[:k]]
         got = dsir_module._streaming_top_k(w, available, k, None)
         assert sorted(got.tolist()) == sorted(expected.tolist())
+
+
+def test_weights_from_the_fit_spill_equal_weights_from_the_texts(corpus):
+    # Over files, fit() spills each document's bucket ids and weights() reads them back instead
+    # of the corpus; over in-memory texts both passes featurise. The numbers must be identical.
+    texts = [
+        json.loads(line)["text"] for path in corpus["raw"] for line in path.read_text().split("\n") if line
+    ]
+    target = [json.loads(line)["text"] for line in corpus["target"][0].read_text().split("\n") if line]
+    for hash_name in ("dsir-sha256", "fast-v1"):
+        from_files = DSIR(Files(corpus["raw"]), target, hash=hash_name).fit()
+        spill = from_files._spill
+        assert spill is not None and os.path.exists(spill[0])
+        from_texts = DSIR(texts, target, hash=hash_name).fit()
+        np.testing.assert_array_equal(from_files.weights(), from_texts.weights())
+        np.testing.assert_array_equal(from_files.tokens, from_texts.tokens)
+        assert not os.path.exists(spill[0])
+        assert from_files.report.documents == len(texts)

@@ -63,6 +63,7 @@ class NgramFeaturizer:
         num_threads: int | None = None,
         progress: Callable[[int, int], object] | None = None,
         chunk_words: int | None = None,
+        spill: str | PathLike[str] | None = None,
     ) -> tuple[npt.NDArray[np.int64], _Report]: ...
     def transform_ids(
         self, ids: npt.NDArray[Any], offsets: npt.NDArray[np.int64], *, num_threads: int | None = None
@@ -101,6 +102,13 @@ class ImportanceModel:
         num_threads: int | None = None,
         chunk_words: int | None = None,
     ) -> _Scored: ...
+    def score_spilled(
+        self,
+        path: str | PathLike[str],
+        *,
+        expected_documents: int | None = None,
+        num_threads: int | None = None,
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.uint32]]: ...
     def score_files(
         self,
         paths: Sequence[str | PathLike[str]],

@@ -27,7 +27,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -175,6 +178,9 @@ class DSIR:
         self._scores: tuple[np.ndarray, np.ndarray, ReadReport] | None = None
         #: Documents (or chunks) of the raw pool at its last read, to size the weights up front.
         self._raw_units: int | None = None
+        self._raw_report: ReadReport | None = None
+        #: The raw pool's bucket ids spilled by fit() and the report of that read, until used.
+        self._spill: tuple[str, ReadReport] | None = None
 
     # -- fitting -----------------------------------------------------------------------------
 
@@ -187,7 +193,18 @@ class DSIR:
         include = None
         if self.num_tokens_to_fit != "all":
             include = self._fit_sample(int(self.num_tokens_to_fit))
-        self.raw_counts = self._sum_counts(self.raw, include, "fit raw")
+        self._scores = None
+        self._spill = None
+        spill = None
+        if include is None and is_file_source(self.raw):
+            # The raw pool's bucket ids go to disk as they are counted, so that the weights
+            # need not read and featurise the pool again (removed once the weights exist).
+            spill_dir = tempfile.mkdtemp(prefix="tokensieve-dsir-")
+            weakref.finalize(self, shutil.rmtree, spill_dir, ignore_errors=True)
+            spill = os.path.join(spill_dir, "raw-features.bin")
+        self.raw_counts = self._sum_counts(self.raw, include, "fit raw", spill=spill)
+        if spill is not None:
+            self._spill = (spill, self._raw_report)
         self.target_counts = np.stack(
             [self._sum_counts(source, None, f"fit {name}") for name, source in self.targets.items()]
         )
@@ -207,7 +224,7 @@ class DSIR:
         return include
 
     def _sum_counts(
-        self, source: Any, include: npt.NDArray[np.bool_] | None, label: str
+        self, source: Any, include: npt.NDArray[np.bool_] | None, label: str, spill: str | None = None
     ) -> npt.NDArray[np.int64]:
         core = self.featurizer._core
         if is_file_source(source):
@@ -221,6 +238,7 @@ class DSIR:
                     num_threads=self.num_threads,
                     progress=bar,
                     chunk_words=self.chunk_words,
+                    spill=spill,
                 )
         else:
             counts, raw = core.sum_counts_texts(
@@ -233,6 +251,7 @@ class DSIR:
         report = ReadReport._from_core(raw)
         report.log_skips()
         if source is self.raw:
+            self._raw_report = report
             self._raw_units = sum(_units(s) for s in report.sources)
         return counts
 
@@ -294,6 +313,15 @@ class DSIR:
         return weights, tokens, report
 
     def _scored(self) -> tuple[np.ndarray, np.ndarray, ReadReport]:
+        if self._scores is None and self._spill is not None:
+            path, report = self._spill
+            model = _core.ImportanceModel(self.featurizer._core, np.atleast_2d(self.log_diff))
+            weights, tokens = model.score_spilled(
+                path, expected_documents=self._raw_units, num_threads=self.num_threads
+            )
+            os.remove(path)
+            self._spill = None
+            self._scores = weights, tokens, report
         if self._scores is None:
             self._scores = self._score_raw(np.atleast_2d(self.log_diff), "weights")
         return self._scores

@@ -5,8 +5,11 @@
 
 use rayon::prelude::*;
 
+use std::path::Path;
+
 use crate::error::{Error, Result};
 use crate::ngram::{Featurizer, Scratch};
+use crate::spill;
 
 /// Documents per parallel task.
 const DOCS_PER_TASK: usize = 64;
@@ -75,6 +78,30 @@ impl ImportanceModel {
             out.log_weights.extend_from_slice(&piece.log_weights);
             out.tokens.extend_from_slice(&piece.tokens);
         }
+    }
+
+    /// Appends the log-weights and token counts of the documents spilled to `path` while they
+    /// were counted ([`crate::spill`]), in order, computed on `pool`: the same numbers as
+    /// [`ImportanceModel::score`] over the documents themselves. Returns the documents read.
+    pub fn score_spilled(&self, pool: &rayon::ThreadPool, path: &Path, out: &mut DocumentScores) -> Result<u64> {
+        let buckets = self.featurizer.space().buckets;
+        spill::for_each_spilled_batch(path, buckets, 4 << 20, &mut |batch| {
+            let pieces: Vec<DocumentScores> = pool.install(|| {
+                batch
+                    .par_chunks(DOCS_PER_TASK)
+                    .map(|chunk| {
+                        let mut piece = DocumentScores::default();
+                        chunk.iter().for_each(|ids| self.push_scores(ids, &mut piece));
+                        piece
+                    })
+                    .collect()
+            });
+            for piece in pieces {
+                out.log_weights.extend_from_slice(&piece.log_weights);
+                out.tokens.extend_from_slice(&piece.tokens);
+            }
+            Ok(())
+        })
     }
 
     /// Scores one document from its bucket ids.

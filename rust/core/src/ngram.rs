@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::hash::{self, HashFamily};
+use crate::spill::SpillWriter;
 use crate::text::{self, Tokenizer};
 
 /// Everything that decides which bucket an n-gram lands in. Saved with every estimator and
@@ -356,6 +357,35 @@ impl CountAccumulator {
                 });
             })
         });
+    }
+
+    /// Adds the n-gram counts of `docs` and writes each document's bucket ids to `spill`.
+    pub fn add_texts_spilling<D: AsRef<str> + Sync>(
+        &self,
+        pool: &rayon::ThreadPool,
+        docs: &[D],
+        spill: &mut SpillWriter,
+    ) -> Result<()> {
+        let pieces: Vec<(Vec<u32>, Vec<u32>)> = pool.install(|| {
+            docs.par_chunks(DOCS_PER_TASK)
+                .map(|chunk| {
+                    let mut scratch = Scratch::default();
+                    let (mut ids, mut lengths) = (Vec::new(), Vec::with_capacity(chunk.len()));
+                    self.with_thread_counts(|counts| {
+                        for doc in chunk {
+                            let before = ids.len();
+                            self.featurizer.for_each_bucket(doc.as_ref(), &mut scratch, |b| {
+                                counts[b as usize] += 1;
+                                ids.push(b);
+                            });
+                            lengths.push((ids.len() - before) as u32);
+                        }
+                    });
+                    (ids, lengths)
+                })
+                .collect()
+        });
+        pieces.iter().try_for_each(|(ids, lengths)| spill.write_documents(ids, lengths))
     }
 
     /// Adds the n-gram counts of token-id documents (see [`Featurizer::transform_ids`]).

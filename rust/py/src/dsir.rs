@@ -24,6 +24,8 @@ pub struct ImportanceModel {
 }
 
 type Scored<'py> = (Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<u32>>, Bound<'py, PyDict>);
+/// Weights `[documents, targets]` and token counts.
+type ScoreArrays<'py> = (Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<u32>>);
 
 fn scores_to_py<'py>(
     py: Python<'py>,
@@ -31,9 +33,15 @@ fn scores_to_py<'py>(
     targets: usize,
     report: &ReadReport,
 ) -> PyResult<Scored<'py>> {
+    let (weights, tokens) = score_arrays(py, scores, targets)?;
+    Ok((weights, tokens, report_to_py(py, report)?))
+}
+
+/// `[documents, targets]` weights and the token counts, moved into numpy without a copy.
+fn score_arrays(py: Python<'_>, scores: DocumentScores, targets: usize) -> PyResult<ScoreArrays<'_>> {
     let documents = scores.tokens.len();
     let weights = scores.log_weights.into_pyarray(py).reshape([documents, targets])?;
-    Ok((weights, scores.tokens.into_pyarray(py), report_to_py(py, report)?))
+    Ok((weights, scores.tokens.into_pyarray(py)))
 }
 
 #[pymethods]
@@ -95,6 +103,23 @@ impl ImportanceModel {
         });
         let report = progress.finish(read)?;
         scores_to_py(py, scores, self.inner.targets(), &report)
+    }
+
+    /// Log-weights `[documents, targets]` and token counts of the documents whose bucket ids a
+    /// count spilled to `path` (`NgramFeaturizer.sum_counts_files(spill=...)`): the same numbers
+    /// as `score_files` over the documents, without reading them again.
+    #[pyo3(signature = (path, *, expected_documents=None, num_threads=None))]
+    fn score_spilled<'py>(
+        &self,
+        py: Python<'py>,
+        path: PathBuf,
+        expected_documents: Option<usize>,
+        num_threads: Option<usize>,
+    ) -> PyResult<ScoreArrays<'py>> {
+        let pool = thread_pool(num_threads)?;
+        let mut scores = DocumentScores::with_capacity(expected_documents.unwrap_or(0), self.inner.targets());
+        py.detach(|| self.inner.score_spilled(&pool, &path, &mut scores)).map_err(CoreError)?;
+        score_arrays(py, scores, self.inner.targets())
     }
 }
 

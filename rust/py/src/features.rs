@@ -9,6 +9,7 @@ use pyo3::types::{PyDict, PyTuple};
 use tokensieve_core::hash::HashFamily;
 use tokensieve_core::io::{ReadReport, read_files};
 use tokensieve_core::ngram::{CountAccumulator, FeatureSpace, Featurizer, TokenId};
+use tokensieve_core::spill::SpillWriter;
 use tokensieve_core::text::Tokenizer;
 use tokensieve_core::{Error, pool};
 
@@ -216,7 +217,9 @@ impl NgramFeaturizer {
 
     /// Total counts over the documents of corpus files: `(counts, report)`; `include` as for
     /// texts, over documents in read order.
-    #[pyo3(signature = (paths, *, include=None, text_field="text", on_error="skip", num_threads=None, progress=None, chunk_words=None))]
+    /// With `spill`, each document's bucket ids are also written to that file (see
+    /// `ImportanceModel.score_spilled`); it cannot be combined with `include`.
+    #[pyo3(signature = (paths, *, include=None, text_field="text", on_error="skip", num_threads=None, progress=None, chunk_words=None, spill=None))]
     #[allow(clippy::too_many_arguments)]
     fn sum_counts_files<'py>(
         &self,
@@ -228,17 +231,31 @@ impl NgramFeaturizer {
         num_threads: Option<usize>,
         progress: Option<Py<PyAny>>,
         chunk_words: Option<usize>,
+        spill: Option<PathBuf>,
     ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyDict>)> {
         let mut options = read_options(text_field, on_error, chunk_words)?;
         let pool = thread_pool(num_threads)?;
         let mut filter = DocumentFilter::new(include.as_ref())?;
+        if include.is_some() && spill.is_some() {
+            return Err(
+                CoreError(Error::invalid("spill needs every document: it cannot be combined with include")).into()
+            );
+        }
+        let mut spill =
+            spill.map(|path| SpillWriter::create(&path, self.inner.space().buckets)).transpose().map_err(CoreError)?;
         let mut progress = Progress::new(progress, &mut options);
         let read = py.detach(|| {
             let acc = CountAccumulator::new(self.inner.clone(), &pool);
             let report = read_files(&paths, &options, &pool, &mut |docs| {
-                filter.add(&acc, &pool, docs);
+                match &mut spill {
+                    Some(writer) => acc.add_texts_spilling(&pool, docs, writer)?,
+                    None => filter.add(&acc, &pool, docs),
+                }
                 progress.advance(docs.len())
             })?;
+            if let Some(writer) = spill {
+                writer.finish()?;
+            }
             Ok((acc.finish(), report))
         });
         let (counts, report) = progress.finish(read)?;

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::ngram::{Featurizer, Scratch};
-use crate::spill;
+use crate::spill::{self, SpilledDocument};
 
 /// Documents per parallel task.
 const DOCS_PER_TASK: usize = 64;
@@ -68,7 +68,7 @@ impl ImportanceModel {
                     for doc in chunk {
                         buckets.clear();
                         self.featurizer.for_each_bucket(doc.as_ref(), &mut scratch, |b| buckets.push(b));
-                        self.push_scores(&buckets, &mut piece);
+                        self.push_scores(buckets.as_slice(), &mut piece);
                     }
                     piece
                 })
@@ -91,7 +91,7 @@ impl ImportanceModel {
                     .par_chunks(DOCS_PER_TASK)
                     .map(|chunk| {
                         let mut piece = DocumentScores::default();
-                        chunk.iter().for_each(|ids| self.push_scores(ids, &mut piece));
+                        chunk.iter().for_each(|doc| self.push_scores(doc, &mut piece));
                         piece
                     })
                     .collect()
@@ -105,18 +105,40 @@ impl ImportanceModel {
     }
 
     /// Scores one document from its bucket ids.
-    fn push_scores(&self, buckets: &[u32], out: &mut DocumentScores) {
+    fn push_scores(&self, buckets: impl BucketIds, out: &mut DocumentScores) {
         let ngrams = self.featurizer.space().ngrams;
         let tokens = tokens_from_feature_count(buckets.len() as u64, ngrams);
         out.tokens.push(u32::try_from(tokens).unwrap_or(u32::MAX));
         let m = self.featurizer.space().buckets as usize;
         for row in self.log_diff.chunks_exact(m) {
             let mut sum = NeumaierSum::default();
-            for &b in buckets {
-                sum.add(row[b as usize]);
-            }
+            buckets.for_each_bucket(|b| sum.add(row[b as usize]));
             out.log_weights.push(sum.value());
         }
+    }
+}
+
+/// A document's bucket ids, in emission order: featurised now, or read back from a spill.
+trait BucketIds {
+    fn len(&self) -> usize;
+    fn for_each_bucket(&self, f: impl FnMut(u32));
+}
+
+impl BucketIds for &[u32] {
+    fn len(&self) -> usize {
+        <[u32]>::len(self)
+    }
+    fn for_each_bucket(&self, f: impl FnMut(u32)) {
+        self.iter().copied().for_each(f);
+    }
+}
+
+impl BucketIds for &SpilledDocument<'_> {
+    fn len(&self) -> usize {
+        SpilledDocument::len(self)
+    }
+    fn for_each_bucket(&self, f: impl FnMut(u32)) {
+        SpilledDocument::for_each_bucket(self, f);
     }
 }
 

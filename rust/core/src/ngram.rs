@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::hash::{self, HashFamily};
-use crate::spill::SpillWriter;
+use crate::spill::{self, SpillBuffer, SpillWriter};
 use crate::text::{self, Tokenizer};
 
 /// Everything that decides which bucket an n-gram lands in. Saved with every estimator and
@@ -366,26 +366,27 @@ impl CountAccumulator {
         docs: &[D],
         spill: &mut SpillWriter,
     ) -> Result<()> {
-        let pieces: Vec<(Vec<u32>, Vec<u32>)> = pool.install(|| {
+        let width = spill::id_width(self.featurizer.space.buckets);
+        let pieces: Vec<SpillBuffer> = pool.install(|| {
             docs.par_chunks(DOCS_PER_TASK)
                 .map(|chunk| {
                     let mut scratch = Scratch::default();
-                    let (mut ids, mut lengths) = (Vec::new(), Vec::with_capacity(chunk.len()));
+                    let mut buffer = SpillBuffer::default();
                     self.with_thread_counts(|counts| {
                         for doc in chunk {
-                            let before = ids.len();
+                            buffer.start_document();
                             self.featurizer.for_each_bucket(doc.as_ref(), &mut scratch, |b| {
                                 counts[b as usize] += 1;
-                                ids.push(b);
+                                buffer.push(b, width);
                             });
-                            lengths.push((ids.len() - before) as u32);
+                            buffer.end_document(width);
                         }
                     });
-                    (ids, lengths)
+                    buffer
                 })
                 .collect()
         });
-        pieces.iter().try_for_each(|(ids, lengths)| spill.write_documents(ids, lengths))
+        pieces.iter().try_for_each(|buffer| spill.write(buffer))
     }
 
     /// Adds the n-gram counts of token-id documents (see [`Featurizer::transform_ids`]).

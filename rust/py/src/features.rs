@@ -241,8 +241,7 @@ impl NgramFeaturizer {
                 CoreError(Error::invalid("spill needs every document: it cannot be combined with include")).into()
             );
         }
-        let mut spill =
-            spill.map(|path| SpillWriter::create(&path, self.inner.space().buckets)).transpose().map_err(CoreError)?;
+        let mut spill = spill.map(|path| SpillWriter::create(&path)).transpose().map_err(CoreError)?;
         let mut progress = Progress::new(progress, &mut options);
         let read = py.detach(|| {
             let acc = CountAccumulator::new(self.inner.clone(), &pool);

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use tokensieve_core::fasttext::{FastTextModel as CoreModel, Newline, Preprocess};
+use tokensieve_core::Error;
+use tokensieve_core::fasttext::{FastTextModel as CoreModel, Loss, Newline, Preprocess, TrainArgs, TrainProgress};
 use tokensieve_core::io::{OnError, ReadReport, read_files};
 
 use crate::convert::{HeldTexts, collect_documents, report_to_py};
@@ -33,6 +34,11 @@ impl FastTextModel {
     fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         let inner = py.detach(|| CoreModel::load(&path)).map_err(CoreError)?;
         Ok(FastTextModel { inner })
+    }
+
+    /// Writes the model in fastText's format (version 12).
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        Ok(py.detach(|| self.inner.save(&path)).map_err(CoreError)?)
     }
 
     #[getter]
@@ -177,5 +183,89 @@ impl FastTextModel {
     ) -> PyResult<Bound<'py, PyArray1<f32>>> {
         let prep = preprocess(newline, strip)?;
         Ok(self.inner.sentence_vector(text, &prep).map_err(CoreError)?.into_pyarray(py))
+    }
+}
+
+/// Trains a supervised classifier on fastText-format text (`data`) or on the file at `path`,
+/// on `thread` threads of its own with the GIL released. `progress(fraction, lr, loss, tokens)`
+/// is called every 20 ms; an exception in it stops training and is raised.
+#[pyfunction]
+#[pyo3(signature = (
+    *, path=None, data=None, lr, dim, ws, epoch, min_count, min_count_label, minn, maxn, neg, word_ngrams,
+    loss, bucket, thread, lr_update_rate, t, label, seed, progress=None
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn train_supervised(
+    py: Python<'_>,
+    path: Option<PathBuf>,
+    data: Option<&[u8]>,
+    lr: f64,
+    dim: i32,
+    ws: i32,
+    epoch: i32,
+    min_count: i64,
+    min_count_label: i64,
+    minn: i32,
+    maxn: i32,
+    neg: i32,
+    word_ngrams: i32,
+    loss: &str,
+    bucket: i32,
+    thread: usize,
+    lr_update_rate: i32,
+    t: f64,
+    label: &str,
+    seed: i32,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<FastTextModel> {
+    let loss = Loss::from_name(loss).ok_or_else(|| {
+        CoreError(Error::invalid(format!("loss must be \"softmax\", \"hs\", \"ns\" or \"ova\", got {loss:?}")))
+    })?;
+    let args = TrainArgs {
+        lr,
+        dim,
+        ws,
+        epoch,
+        min_count,
+        min_count_label,
+        minn,
+        maxn,
+        neg,
+        word_ngrams,
+        loss,
+        bucket,
+        thread,
+        lr_update_rate,
+        t,
+        label: label.as_bytes().to_vec(),
+        seed,
+    };
+    let mut failure: Option<PyErr> = None;
+    let mut report = |p: TrainProgress| -> Result<(), Error> {
+        let Some(callback) = &progress else { return Ok(()) };
+        Python::attach(|py| {
+            py.check_signals()?;
+            callback.call1(py, (p.progress, p.lr, p.loss, p.tokens)).map(drop)
+        })
+        .map_err(|e| {
+            failure = Some(e);
+            Error::Stopped
+        })
+    };
+    let result = py.detach(|| {
+        let owned;
+        let text = match (&path, data) {
+            (Some(path), None) => {
+                owned = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+                &owned[..]
+            }
+            (None, Some(data)) => data,
+            _ => return Err(Error::invalid("give exactly one of path and data")),
+        };
+        tokensieve_core::fasttext::train_supervised(text, &args, &mut report)
+    });
+    match (result, failure) {
+        (Err(Error::Stopped), Some(e)) => Err(e),
+        (result, _) => Ok(FastTextModel { inner: result.map_err(CoreError)? }),
     }
 }

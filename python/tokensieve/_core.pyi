@@ -193,7 +193,11 @@ class FastTextModel:
         text_field: str = "text",
         on_error: str = "skip",
         num_threads: int | None = None,
-    ) -> tuple[npt.NDArray[np.float32], _Report]: ...
+        progress: Callable[[int, int], object] | None = None,
+    ) -> tuple[npt.NDArray[np.float32], _Report]:
+        """The same over the documents of corpus files, streamed.
+
+        `progress(bytes_read, documents)` is called after each batch of documents."""
     def word_vector(self, word: str) -> npt.NDArray[np.float32]:
         """fastText's word vector: the average of the word's row and character n-gram rows."""
     def sentence_vector(

@@ -59,6 +59,7 @@ import numpy.typing as npt
 from tokensieve import _core
 from tokensieve.exceptions import InvalidArgumentError
 from tokensieve.io import Files, OnError, PathLike, ReadReport, corpus_files, is_file_source
+from tokensieve.progress import progress_bar
 
 __all__ = ["PRESETS", "BatchPrediction", "FastTextModel", "load_model", "train_supervised"]
 
@@ -305,6 +306,7 @@ class FastTextModel:
         text_field: str = ...,
         on_error: OnError = ...,
         return_report: Literal[False] = ...,
+        progress: bool = ...,
     ) -> npt.NDArray[np.float32]: ...
     @overload
     def score(
@@ -317,6 +319,7 @@ class FastTextModel:
         text_field: str = ...,
         on_error: OnError = ...,
         return_report: Literal[True],
+        progress: bool = ...,
     ) -> tuple[npt.NDArray[np.float32], ReadReport]: ...
     def score(
         self,
@@ -328,6 +331,7 @@ class FastTextModel:
         text_field: str = "text",
         on_error: OnError = "skip",
         return_report: bool = False,
+        progress: bool = False,
     ) -> npt.NDArray[np.float32] | tuple[npt.NDArray[np.float32], ReadReport]:
         """The probability of ``label`` for every document of ``source`` (texts in memory, or
         corpus files streamed in bounded memory; see :mod:`tokensieve.io`), as fastText's
@@ -336,19 +340,23 @@ class FastTextModel:
         without any feature). ``label`` may omit the ``__label__`` prefix.
 
         For hs models the value is the label's path probability even where fastText's search
-        would drop the label (below 1e-5).
+        would drop the label (below 1e-5). ``progress=True`` draws a progress bar on stderr
+        while files are read.
         """
         label_id = self._label_id(label)
         if is_file_source(source):
-            scores, raw = self._core.score_files(
-                corpus_files(source),
-                label=label_id,
-                newline=newline,
-                strip=strip,
-                text_field=text_field,
-                on_error=on_error,
-                num_threads=self.num_threads,
-            )
+            paths = corpus_files(source)
+            with progress_bar("score", paths, progress) as bar:
+                scores, raw = self._core.score_files(
+                    paths,
+                    label=label_id,
+                    newline=newline,
+                    strip=strip,
+                    text_field=text_field,
+                    on_error=on_error,
+                    num_threads=self.num_threads,
+                    progress=bar,
+                )
         else:
             scores, raw = self._core.score_texts(
                 source,

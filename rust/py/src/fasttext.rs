@@ -13,6 +13,7 @@ use tokensieve_core::io::{OnError, ReadReport, read_files};
 use crate::convert::{HeldTexts, collect_documents, report_to_py};
 use crate::errors::CoreError;
 use crate::io::{read_options, thread_pool};
+use crate::progress::Progress;
 
 /// A supervised fastText model (`.bin` or `.ftz`).
 #[pyclass(frozen, module = "tokensieve._core")]
@@ -139,7 +140,11 @@ impl FastTextModel {
     }
 
     /// The same over the documents of corpus files, streamed.
-    #[pyo3(signature = (paths, *, label, newline="error", strip=false, text_field="text", on_error="skip", num_threads=None))]
+    /// `progress(bytes_read, documents)` is called after each batch of documents.
+    #[pyo3(signature = (
+        paths, *, label, newline="error", strip=false, text_field="text", on_error="skip", num_threads=None,
+        progress=None
+    ))]
     #[allow(clippy::too_many_arguments)]
     fn score_files<'py>(
         &self,
@@ -151,19 +156,20 @@ impl FastTextModel {
         text_field: &str,
         on_error: &str,
         num_threads: Option<usize>,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<Scores<'py>> {
         let prep = preprocess(newline, strip)?;
-        let options = read_options(text_field, on_error, None)?;
+        let mut options = read_options(text_field, on_error, None)?;
         let pool = thread_pool(num_threads)?;
+        let mut progress = Progress::new(progress, &mut options);
         let mut scores = Vec::new();
-        let report = py
-            .detach(|| {
-                read_files(&paths, &options, &pool, &mut |docs| {
-                    scores.extend(self.inner.score_batch(&pool, docs, &prep, label)?);
-                    Ok(())
-                })
+        let read = py.detach(|| {
+            read_files(&paths, &options, &pool, &mut |docs| {
+                scores.extend(self.inner.score_batch(&pool, docs, &prep, label)?);
+                progress.advance(docs.len())
             })
-            .map_err(CoreError)?;
+        });
+        let report = progress.finish(read)?;
         Ok((scores.into_pyarray(py), report_to_py(py, &report)?))
     }
 

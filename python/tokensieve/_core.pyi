@@ -16,6 +16,7 @@ __all__ = [
     "resolve_num_threads",
     "scan_files",
     "tokenize",
+    "train_supervised",
     "write_selected_files",
     "write_selected_texts",
 ]
@@ -156,6 +157,8 @@ class FastTextModel:
     """A supervised fastText model (`.bin` or `.ftz`)."""
 
     def __new__(cls, path: str | PathLike[str]) -> FastTextModel: ...
+    def save(self, path: str | PathLike[str]) -> None:
+        """Writes the model in fastText's format (version 12)."""
     @property
     def path(self) -> Path: ...
     @property
@@ -198,10 +201,41 @@ class FastTextModel:
         text_field: str = "text",
         on_error: str = "skip",
         num_threads: int | None = None,
-    ) -> tuple[npt.NDArray[np.float32], _Report]: ...
+        progress: Callable[[int, int], object] | None = None,
+    ) -> tuple[npt.NDArray[np.float32], _Report]:
+        """The same over the documents of corpus files, streamed.
+
+        `progress(bytes_read, documents)` is called after each batch of documents."""
     def word_vector(self, word: str) -> npt.NDArray[np.float32]:
         """fastText's word vector: the average of the word's row and character n-gram rows."""
     def sentence_vector(
         self, text: str, *, newline: str = "error", strip: bool = False
     ) -> npt.NDArray[np.float32]:
         """fastText's sentence vector of a supervised model: the average of the text's rows."""
+
+def train_supervised(
+    *,
+    path: str | PathLike[str] | None = None,
+    data: bytes | None = None,
+    lr: float,
+    dim: int,
+    ws: int,
+    epoch: int,
+    min_count: int,
+    min_count_label: int,
+    minn: int,
+    maxn: int,
+    neg: int,
+    word_ngrams: int,
+    loss: str,
+    bucket: int,
+    thread: int,
+    lr_update_rate: int,
+    t: float,
+    label: str,
+    seed: int,
+    progress: Callable[[float, float, float, int], object] | None = None,
+) -> FastTextModel:
+    """Trains a supervised classifier on fastText-format text (`data`) or on the file at `path`,
+    on `thread` threads of its own with the GIL released. `progress(fraction, lr, loss, tokens)`
+    is called every 20 ms; an exception in it stops training and is raised."""

@@ -2,12 +2,15 @@
 
 ``tokensieve demo`` runs DSIR on the bundled sample; ``tokensieve dsir`` selects from corpus
 files towards a target; ``tokensieve featurize`` counts hashed n-grams over corpus files and can
-save the totals as ``.npy``.
+save the totals as ``.npy``; ``tokensieve classify`` scores corpus files with a fastText
+classifier and keeps the best documents; ``tokensieve train-classifier`` trains one.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import os
 import sys
 import tempfile
@@ -20,7 +23,7 @@ import numpy as np
 
 from tokensieve import __version__, resolve_num_threads
 from tokensieve.dsir import DSIR
-from tokensieve.exceptions import TokensieveError
+from tokensieve.exceptions import InvalidArgumentError, TokensieveError
 from tokensieve.features import HashedNgrams
 from tokensieve.io import Files, ReadReport, corpus_files
 
@@ -162,6 +165,187 @@ def run_featurize(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_classify(args: argparse.Namespace) -> int:
+    """Scores every document with a fastText classifier; writes ``scores.npy`` (float32, one per
+    document in input order, NaN for a text without features) and, with a threshold or a top
+    fraction, the selected documents as shards; ``manifest.json`` accounts for every record."""
+    from tokensieve import _core
+    from tokensieve import fasttext as tsft
+    from tokensieve.dsir import _file_sha256, _skipped_lines, _write_atomic
+
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    strangers = [
+        p.name for p in out_dir.iterdir() if not (p.name.startswith(("part-", "manifest.json", "scores.npy")))
+    ]
+    if strangers:
+        raise InvalidArgumentError(f"{out_dir} holds files tokensieve did not write: {strangers[:5]}")
+    model = tsft.load_model(args.model, num_threads=args.num_threads)
+    label = args.label if args.label is not None else model.labels[0]
+    paths = corpus_files(Files(args.input))
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    start = time.perf_counter()
+    scores, report = model.score(
+        Files(paths),
+        label,
+        **tsft.PRESETS[args.preset],
+        text_field=args.text_field,
+        on_error=args.on_error,
+        return_report=True,
+        progress=progress,
+    )
+    score_seconds = time.perf_counter() - start
+    full_label = model.labels[model._label_id(label)]
+    mb = report.text_bytes / 1e6
+    print(
+        f"scored {report.documents:,} documents ({mb:.1f} MB of text) with P({full_label}) in "
+        f"{score_seconds:.2f} s ({mb / max(score_seconds, 1e-9):.1f} MB/s); {report.summary()}"
+    )
+    _write_atomic(out_dir / "scores.npy", _npy_bytes(scores))
+    ranked = np.where(np.isnan(scores), -np.inf, scores)
+    selection: dict = {"mode": "scores only"}
+    copies = None
+    if args.threshold is not None:
+        copies = (ranked >= args.threshold).astype(np.uint32)
+        selection = {"mode": "threshold", "threshold": args.threshold}
+    elif args.top_fraction is not None:
+        if not 0 < args.top_fraction <= 1:
+            raise InvalidArgumentError(f"--top-fraction must be in (0, 1], got {args.top_fraction}")
+        k = round(args.top_fraction * len(scores))
+        copies = np.zeros(len(scores), dtype=np.uint32)
+        copies[np.argsort(-ranked, kind="stable")[:k]] = 1  # ties: the earlier document
+        selection = {"mode": "top_fraction", "top_fraction": args.top_fraction, "k": k}
+    shards: list[tuple[int, str, int]] = []
+    if copies is not None:
+        shards = _core.write_selected_files(
+            paths,
+            [s.documents for s in report.sources],
+            _skipped_lines(report),
+            copies,
+            out_dir,
+            format=args.format,
+            text_field=args.text_field,
+            on_error=args.on_error,
+            num_threads=args.num_threads,
+        )
+        for stale in out_dir.glob("part-*"):
+            if str(stale) not in {p for _, p, _ in shards} and stale.name not in {
+                Path(p).name for _, p, _ in shards
+            }:
+                stale.unlink()
+    chosen = copies.astype(bool) if copies is not None else np.zeros(len(scores), dtype=bool)
+    sources, end = [], 0
+    for s in report.sources:
+        begin, end = end, end + s.documents
+        sources.append(
+            {
+                "name": s.name,
+                "bytes": s.bytes,
+                "sha256": _file_sha256(s.name),
+                "records": s.records,
+                "documents": s.documents,
+                "selected": int(chosen[begin:end].sum()),
+                "not_selected": s.documents - int(chosen[begin:end].sum()),
+                "skipped": s.records - s.documents,
+            }
+        )
+    finite = scores[~np.isnan(scores)]
+    manifest = {
+        "tokensieve": _core.__version__,
+        "method": "fasttext-classifier",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": {"path": str(Path(args.model).resolve()), "sha256": _file_sha256(args.model), **model.args},
+        "config": {
+            "label": full_label,
+            "preset": args.preset,
+            **tsft.PRESETS[args.preset],
+            "text_field": args.text_field,
+            "on_error": args.on_error,
+        },
+        "selection": selection,
+        "scores": {
+            "file": "scores.npy",
+            "documents": len(scores),
+            "without_features": int(np.isnan(scores).sum()),
+            "mean": float(finite.mean()) if finite.size else None,
+            "quantiles": (
+                dict(zip(QUANTILES, np.quantile(finite, [0.1, 0.5, 0.9]).tolist(), strict=True))
+                if finite.size
+                else {}
+            ),
+        },
+        "counts": {
+            "records": report.records,
+            "documents": report.documents,
+            "selected": int(chosen.sum()),
+            "not_selected": int(len(scores) - chosen.sum()),
+            "skipped": dict(report.skipped),
+        },
+        "skipped_records": [
+            {"source": r.source, "line": r.line, "reason": r.reason, "detail": r.detail}
+            for r in report.skipped_records
+        ],
+        "sources": sources,
+        "shards": [{"source": i, "path": Path(p).name, "documents": n} for i, p, n in shards],
+        "score_seconds": score_seconds,
+    }
+    _write_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
+    print(
+        f"documents: selected {int(chosen.sum()):,} / not selected {int(len(scores) - chosen.sum()):,}; "
+        f"records skipped {report.skipped_total:,} (of {report.records:,}); "
+        f"{len(shards)} shard(s) + scores.npy + manifest.json in {out_dir}"
+    )
+    return 0
+
+
+QUANTILES = ("0.1", "0.5", "0.9")
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def run_train_classifier(args: argparse.Namespace) -> int:
+    """Trains a fastText classifier on a file in fastText's format and saves it as ``.bin``."""
+    from tokensieve import fasttext as tsft
+
+    hyper = {
+        name: getattr(args, name)
+        for name in (
+            "lr",
+            "dim",
+            "ws",
+            "epoch",
+            "minCount",
+            "minCountLabel",
+            "minn",
+            "maxn",
+            "neg",
+            "wordNgrams",
+            "loss",
+            "bucket",
+            "thread",
+            "lrUpdateRate",
+            "t",
+            "label",
+            "seed",
+        )
+    }
+    start = time.perf_counter()
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    model = tsft.train_supervised(args.input, **hyper, progress=progress)
+    seconds = time.perf_counter() - start
+    model.save_model(args.output)
+    words = len(model.get_words())
+    print(
+        f"trained in {seconds:.2f} s: {words:,} words, {len(model.labels)} labels {list(model.labels)[:10]}, "
+        f"dim {args.dim}, loss {args.loss}; saved {args.output} ({os.path.getsize(args.output) / 1e6:.1f} MB)"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tokensieve", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"tokensieve {__version__}")
@@ -208,6 +392,61 @@ def build_parser() -> argparse.ArgumentParser:
     feat.add_argument("--on-error", choices=["skip", "raise"], default="skip")
     feat.add_argument("--num-threads", type=int, default=None)
     feat.add_argument("--out", help="write the total counts here as .npy (atomically)")
+
+    classify = sub.add_parser("classify", help="score documents with a fastText classifier and keep the best")
+    classify.add_argument("--model", required=True, help="fastText .bin or .ftz model")
+    classify.add_argument("--input", nargs="+", required=True, help="files, directories or globs")
+    classify.add_argument("--out", required=True, help="output directory (scores.npy, shards, manifest.json)")
+    classify.add_argument("--label", help="the label whose probability is the score (default: the first)")
+    keep = classify.add_mutually_exclusive_group()
+    keep.add_argument("--threshold", type=float, help="keep documents scoring at least this")
+    keep.add_argument("--top-fraction", type=float, help="keep this fraction of the documents, best first")
+    classify.add_argument(
+        "--preset",
+        choices=["dclm", "datatrove", "space", "fasttext"],
+        default="dclm",
+        help="newline handling",
+    )
+    classify.add_argument("--format", choices=["jsonl", "jsonl.zst", "parquet"], default="jsonl.zst")
+    classify.add_argument("--text-field", default="text")
+    classify.add_argument("--on-error", choices=["skip", "raise"], default="skip")
+    classify.add_argument("--num-threads", type=int, default=None)
+    classify.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars on stderr (default: when stderr is a terminal)",
+    )
+
+    train = sub.add_parser("train-classifier", help="train a fastText classifier (fastText's algorithm)")
+    train.add_argument("--input", required=True, help="training file: '__label__X text' per line")
+    train.add_argument("--output", required=True, help="model file to write (.bin)")
+    for name, kind, default in (
+        ("lr", float, 0.1),
+        ("dim", int, 100),
+        ("ws", int, 5),
+        ("epoch", int, 5),
+        ("minCount", int, 1),
+        ("minCountLabel", int, 0),
+        ("minn", int, 0),
+        ("maxn", int, 0),
+        ("neg", int, 5),
+        ("wordNgrams", int, 1),
+        ("bucket", int, 2_000_000),
+        ("lrUpdateRate", int, 100),
+        ("t", float, 1e-4),
+        ("seed", int, 0),
+    ):
+        train.add_argument(f"--{name}", type=kind, default=default)
+    train.add_argument("--loss", choices=["softmax", "hs", "ns", "ova"], default="softmax")
+    train.add_argument("--label", default="__label__", help="label prefix")
+    train.add_argument("--thread", type=int, default=None, help="default: CPUs - 1, as fastText")
+    train.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress line on stderr (default: when stderr is a terminal)",
+    )
     return parser
 
 
@@ -219,6 +458,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(args.num_threads, args.out)
         if args.command == "dsir":
             return run_dsir(args)
+        if args.command == "classify":
+            return run_classify(args)
+        if args.command == "train-classifier":
+            return run_train_classifier(args)
         return run_featurize(args)
     except TokensieveError as e:
         print(f"tokensieve: error: {e}", file=sys.stderr)

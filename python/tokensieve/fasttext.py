@@ -33,11 +33,23 @@ Example::
     model = fasttext.load_model("classifier.bin")
     labels, probs = model.predict("some text", k=2)
     hq = model.score(texts, label="__label__hq", **fasttext.PRESETS["dclm"])
+
+Training. :func:`train_supervised` takes fastText's hyper-parameters (same names, same
+defaults) and runs fastText's algorithm in Rust on threads of its own (hogwild, linear
+learning-rate decay over a token budget of ``epoch`` passes, the four losses), with every
+weight initialised; ``thread=1`` with a ``seed`` is deterministic. :meth:`FastTextModel.save_model`
+writes a ``.bin`` that fastText's ``load_model`` reads and predicts with identically::
+
+    model = fasttext.train_supervised("train.txt", wordNgrams=2, epoch=3, thread=1)
+    model = fasttext.train_supervised((texts, labels), wordNgrams=2)
+    model.save_model("classifier.bin")
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal, NamedTuple, overload
 
@@ -47,8 +59,9 @@ import numpy.typing as npt
 from tokensieve import _core
 from tokensieve.exceptions import InvalidArgumentError
 from tokensieve.io import Files, OnError, PathLike, ReadReport, corpus_files, is_file_source
+from tokensieve.progress import progress_bar
 
-__all__ = ["PRESETS", "BatchPrediction", "FastTextModel", "load_model"]
+__all__ = ["PRESETS", "BatchPrediction", "FastTextModel", "load_model", "train_supervised"]
 
 NewlinePolicy = Literal["error", " ", "", "splitlines"]
 UnicodeErrors = Literal["strict", "replace", "ignore", "backslashreplace", "surrogateescape"]
@@ -96,12 +109,23 @@ class FastTextModel:
         num_threads: threads of batch calls; ``None`` reads ``TOKENSIEVE_NUM_THREADS``, else
             uses every CPU. Results do not depend on it.
 
-    The model pickles as its path (the file is read again on unpickling).
+    The model pickles as its path (the file is read again on unpickling); a model from
+    :func:`train_supervised` has no path until :meth:`save_model`.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, num_threads: int | None = None) -> None:
-        self._core = _core.FastTextModel(os.fspath(path))
-        self.path = os.fspath(path)
+        self._setup(_core.FastTextModel(os.fspath(path)), os.fspath(path), num_threads)
+
+    @classmethod
+    def _from_core(cls, core: _core.FastTextModel, num_threads: int | None) -> FastTextModel:
+        model = cls.__new__(cls)
+        model._setup(core, None, num_threads)
+        return model
+
+    def _setup(self, core: _core.FastTextModel, path: str | None, num_threads: int | None) -> None:
+        self._core = core
+        self.path: str | None = path
+        """The file the model was read from or last saved to (``None``: trained, not saved)."""
         self.num_threads = num_threads
         raw_labels, self._label_counts = self._core.entries(labels=True)
         self._raw_labels = tuple(raw_labels)
@@ -116,6 +140,8 @@ class FastTextModel:
         )
 
     def __getstate__(self) -> dict[str, Any]:
+        if self.path is None:
+            raise TypeError("a trained model pickles as its file: call save_model(path) first")
         return {"path": self.path, "num_threads": self.num_threads}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -126,6 +152,13 @@ class FastTextModel:
         """The arguments stored in the file (``dim``, ``wordNgrams``, ``loss`` as a name, ``bucket``,
         ``minn``, ``maxn``, ...) and the format ``version``."""
         return self._core.args()
+
+    def save_model(self, path: str | os.PathLike[str]) -> None:
+        """Writes the model in fastText's format (version 12): fastText's ``load_model`` reads it
+        and predicts exactly as this model does. A model without a path takes this one."""
+        self._core.save(os.fspath(path))
+        if self.path is None:
+            self.path = os.fspath(path)
 
     # fastText's accessors -------------------------------------------------------------------
 
@@ -273,6 +306,7 @@ class FastTextModel:
         text_field: str = ...,
         on_error: OnError = ...,
         return_report: Literal[False] = ...,
+        progress: bool = ...,
     ) -> npt.NDArray[np.float32]: ...
     @overload
     def score(
@@ -285,6 +319,7 @@ class FastTextModel:
         text_field: str = ...,
         on_error: OnError = ...,
         return_report: Literal[True],
+        progress: bool = ...,
     ) -> tuple[npt.NDArray[np.float32], ReadReport]: ...
     def score(
         self,
@@ -296,6 +331,7 @@ class FastTextModel:
         text_field: str = "text",
         on_error: OnError = "skip",
         return_report: bool = False,
+        progress: bool = False,
     ) -> npt.NDArray[np.float32] | tuple[npt.NDArray[np.float32], ReadReport]:
         """The probability of ``label`` for every document of ``source`` (texts in memory, or
         corpus files streamed in bounded memory; see :mod:`tokensieve.io`), as fastText's
@@ -304,19 +340,23 @@ class FastTextModel:
         without any feature). ``label`` may omit the ``__label__`` prefix.
 
         For hs models the value is the label's path probability even where fastText's search
-        would drop the label (below 1e-5).
+        would drop the label (below 1e-5). ``progress=True`` draws a progress bar on stderr
+        while files are read.
         """
         label_id = self._label_id(label)
         if is_file_source(source):
-            scores, raw = self._core.score_files(
-                corpus_files(source),
-                label=label_id,
-                newline=newline,
-                strip=strip,
-                text_field=text_field,
-                on_error=on_error,
-                num_threads=self.num_threads,
-            )
+            paths = corpus_files(source)
+            with progress_bar("score", paths, progress) as bar:
+                scores, raw = self._core.score_files(
+                    paths,
+                    label=label_id,
+                    newline=newline,
+                    strip=strip,
+                    text_field=text_field,
+                    on_error=on_error,
+                    num_threads=self.num_threads,
+                    progress=bar,
+                )
         else:
             scores, raw = self._core.score_texts(
                 source,
@@ -341,3 +381,140 @@ class FastTextModel:
         if errors == "replace":
             return self.labels
         return tuple(b.decode("utf-8", errors) for b in self._raw_labels)
+
+
+def _training_text(
+    texts: Iterable[str], labels: Iterable[str | Sequence[str]], prefix: str, newline: str
+) -> bytes:
+    """fastText's training format: one line per text, its labels (prefixed) first."""
+    lines = []
+    n_texts = 0
+    for n_texts, (text, label) in enumerate(zip(texts, labels, strict=True), start=1):
+        names = [label] if isinstance(label, str) else list(label)
+        if not names:
+            raise InvalidArgumentError(f"text {n_texts - 1} has no label")
+        for name in names:
+            if not isinstance(name, str) or not name or any(c in name for c in " \n\r\t\v\f\0"):
+                raise InvalidArgumentError(
+                    f"label {name!r} of text {n_texts - 1} is empty or holds whitespace"
+                )
+        if not isinstance(text, str):
+            raise InvalidArgumentError(f"text {n_texts - 1} is a {type(text).__name__}, not a str")
+        tags = " ".join(name if name.startswith(prefix) else prefix + name for name in names)
+        lines.append(f"{tags} {text.replace(chr(10), newline)}\n")
+    if n_texts == 0:
+        raise InvalidArgumentError("no training texts")
+    return "".join(lines).encode("utf-8", "surrogatepass")
+
+
+class _TrainingBar:
+    """``train  42.0%  lr 0.058  loss 0.412  1.23 M tokens/s`` on stderr, every 0.2 s."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+        self._last = float("-inf")
+        self._line = ""
+
+    def __call__(self, fraction: float, lr: float, loss: float, tokens: int) -> None:
+        now = time.perf_counter()
+        rate = tokens / max(now - self._start, 1e-9) / 1e6
+        self._line = f"train {100 * fraction:6.1f}%  lr {lr:.6f}  loss {loss:.6f}  {rate:6.2f} M tokens/s"
+        if now - self._last >= 0.2:
+            self._last = now
+            sys.stderr.write("\r" + self._line)
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\r" + self._line + "\n")
+        sys.stderr.flush()
+
+
+def train_supervised(
+    input: PathLike | tuple[Iterable[str], Iterable[str | Sequence[str]]],
+    lr: float = 0.1,
+    dim: int = 100,
+    ws: int = 5,
+    epoch: int = 5,
+    minCount: int = 1,  # noqa: N803 (fastText's names)
+    minCountLabel: int = 0,  # noqa: N803
+    minn: int = 0,
+    maxn: int = 0,
+    neg: int = 5,
+    wordNgrams: int = 1,  # noqa: N803
+    loss: Literal["softmax", "hs", "ns", "ova"] = "softmax",
+    bucket: int = 2_000_000,
+    thread: int | None = None,
+    lrUpdateRate: int = 100,  # noqa: N803
+    t: float = 1e-4,
+    label: str = LABEL_PREFIX,
+    verbose: int = 2,
+    pretrainedVectors: str = "",  # noqa: N803
+    seed: int = 0,
+    autotuneValidationFile: str = "",  # noqa: N803
+    *,
+    newline: str = " ",
+    progress: bool = False,
+    num_threads: int | None = None,
+) -> FastTextModel:
+    """Trains a supervised classifier with fastText's algorithm: fastText's
+    ``train_supervised``, with its hyper-parameter names and defaults.
+
+    Args:
+        input: a training file in fastText's format (one example per line, its labels first:
+            ``__label__a some text``), or ``(texts, labels)``: each label a ``str`` or a list
+            of them (multi-label), with or without the ``label`` prefix. In-memory texts become
+            one line each, their newlines replaced by ``newline``.
+        thread: training threads (hogwild: several threads give a slightly different model at
+            every run). ``None`` is fastText's default, ``os.cpu_count() - 1``. With
+            ``thread=1`` training is deterministic for a given ``seed``.
+        bucket: forced to 0 without word or character n-grams, as fastText does.
+        verbose: accepted for compatibility; ``progress=True`` shows a progress line on stderr.
+        num_threads: threads of the returned model's batch predictions.
+
+    Unlike fastText, every weight of the input matrix is initialised (fastText leaves all but
+    ``min(thread, 10)`` tenths of it as whatever memory it got, which can give NaN), and the
+    training file is read into memory. ``pretrainedVectors`` and autotuning are not supported.
+    """
+    del verbose
+    if pretrainedVectors:
+        raise InvalidArgumentError("pretrainedVectors is not supported: train without it")
+    if autotuneValidationFile:
+        raise InvalidArgumentError("autotuning is not supported: give the hyper-parameters")
+    if thread is None:
+        thread = max(1, (os.cpu_count() or 2) - 1)
+    if isinstance(input, tuple):
+        texts, labels = input
+        source: dict[str, Any] = {"data": _training_text(texts, labels, label, newline)}
+    elif isinstance(input, (str, os.PathLike)):
+        source = {"path": os.fspath(input)}
+    else:
+        raise InvalidArgumentError(
+            f"input must be a training file or a (texts, labels) tuple, got {type(input).__name__}"
+        )
+    bar = _TrainingBar() if progress else None
+    try:
+        core = _core.train_supervised(
+            **source,
+            lr=lr,
+            dim=dim,
+            ws=ws,
+            epoch=epoch,
+            min_count=minCount,
+            min_count_label=minCountLabel,
+            minn=minn,
+            maxn=maxn,
+            neg=neg,
+            word_ngrams=wordNgrams,
+            loss=loss,
+            bucket=bucket,
+            thread=thread,
+            lr_update_rate=lrUpdateRate,
+            t=t,
+            label=label,
+            seed=seed,
+            progress=bar,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    return FastTextModel._from_core(core, num_threads)

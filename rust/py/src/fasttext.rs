@@ -6,12 +6,14 @@ use std::path::PathBuf;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use tokensieve_core::fasttext::{FastTextModel as CoreModel, Newline, Preprocess};
+use tokensieve_core::Error;
+use tokensieve_core::fasttext::{FastTextModel as CoreModel, Loss, Newline, Preprocess, TrainArgs, TrainProgress};
 use tokensieve_core::io::{OnError, ReadReport, read_files};
 
 use crate::convert::{HeldTexts, collect_documents, report_to_py};
 use crate::errors::CoreError;
 use crate::io::{read_options, thread_pool};
+use crate::progress::Progress;
 
 /// A supervised fastText model (`.bin` or `.ftz`).
 #[pyclass(frozen, module = "tokensieve._core")]
@@ -33,6 +35,11 @@ impl FastTextModel {
     fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         let inner = py.detach(|| CoreModel::load(&path)).map_err(CoreError)?;
         Ok(FastTextModel { inner })
+    }
+
+    /// Writes the model in fastText's format (version 12).
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        Ok(py.detach(|| self.inner.save(&path)).map_err(CoreError)?)
     }
 
     #[getter]
@@ -133,7 +140,11 @@ impl FastTextModel {
     }
 
     /// The same over the documents of corpus files, streamed.
-    #[pyo3(signature = (paths, *, label, newline="error", strip=false, text_field="text", on_error="skip", num_threads=None))]
+    /// `progress(bytes_read, documents)` is called after each batch of documents.
+    #[pyo3(signature = (
+        paths, *, label, newline="error", strip=false, text_field="text", on_error="skip", num_threads=None,
+        progress=None
+    ))]
     #[allow(clippy::too_many_arguments)]
     fn score_files<'py>(
         &self,
@@ -145,19 +156,20 @@ impl FastTextModel {
         text_field: &str,
         on_error: &str,
         num_threads: Option<usize>,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<Scores<'py>> {
         let prep = preprocess(newline, strip)?;
-        let options = read_options(text_field, on_error, None)?;
+        let mut options = read_options(text_field, on_error, None)?;
         let pool = thread_pool(num_threads)?;
+        let mut progress = Progress::new(progress, &mut options);
         let mut scores = Vec::new();
-        let report = py
-            .detach(|| {
-                read_files(&paths, &options, &pool, &mut |docs| {
-                    scores.extend(self.inner.score_batch(&pool, docs, &prep, label)?);
-                    Ok(())
-                })
+        let read = py.detach(|| {
+            read_files(&paths, &options, &pool, &mut |docs| {
+                scores.extend(self.inner.score_batch(&pool, docs, &prep, label)?);
+                progress.advance(docs.len())
             })
-            .map_err(CoreError)?;
+        });
+        let report = progress.finish(read)?;
         Ok((scores.into_pyarray(py), report_to_py(py, &report)?))
     }
 
@@ -177,5 +189,89 @@ impl FastTextModel {
     ) -> PyResult<Bound<'py, PyArray1<f32>>> {
         let prep = preprocess(newline, strip)?;
         Ok(self.inner.sentence_vector(text, &prep).map_err(CoreError)?.into_pyarray(py))
+    }
+}
+
+/// Trains a supervised classifier on fastText-format text (`data`) or on the file at `path`,
+/// on `thread` threads of its own with the GIL released. `progress(fraction, lr, loss, tokens)`
+/// is called every 20 ms; an exception in it stops training and is raised.
+#[pyfunction]
+#[pyo3(signature = (
+    *, path=None, data=None, lr, dim, ws, epoch, min_count, min_count_label, minn, maxn, neg, word_ngrams,
+    loss, bucket, thread, lr_update_rate, t, label, seed, progress=None
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn train_supervised(
+    py: Python<'_>,
+    path: Option<PathBuf>,
+    data: Option<&[u8]>,
+    lr: f64,
+    dim: i32,
+    ws: i32,
+    epoch: i32,
+    min_count: i64,
+    min_count_label: i64,
+    minn: i32,
+    maxn: i32,
+    neg: i32,
+    word_ngrams: i32,
+    loss: &str,
+    bucket: i32,
+    thread: usize,
+    lr_update_rate: i32,
+    t: f64,
+    label: &str,
+    seed: i32,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<FastTextModel> {
+    let loss = Loss::from_name(loss).ok_or_else(|| {
+        CoreError(Error::invalid(format!("loss must be \"softmax\", \"hs\", \"ns\" or \"ova\", got {loss:?}")))
+    })?;
+    let args = TrainArgs {
+        lr,
+        dim,
+        ws,
+        epoch,
+        min_count,
+        min_count_label,
+        minn,
+        maxn,
+        neg,
+        word_ngrams,
+        loss,
+        bucket,
+        thread,
+        lr_update_rate,
+        t,
+        label: label.as_bytes().to_vec(),
+        seed,
+    };
+    let mut failure: Option<PyErr> = None;
+    let mut report = |p: TrainProgress| -> Result<(), Error> {
+        let Some(callback) = &progress else { return Ok(()) };
+        Python::attach(|py| {
+            py.check_signals()?;
+            callback.call1(py, (p.progress, p.lr, p.loss, p.tokens)).map(drop)
+        })
+        .map_err(|e| {
+            failure = Some(e);
+            Error::Stopped
+        })
+    };
+    let result = py.detach(|| {
+        let owned;
+        let text = match (&path, data) {
+            (Some(path), None) => {
+                owned = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+                &owned[..]
+            }
+            (None, Some(data)) => data,
+            _ => return Err(Error::invalid("give exactly one of path and data")),
+        };
+        tokensieve_core::fasttext::train_supervised(text, &args, &mut report)
+    });
+    match (result, failure) {
+        (Err(Error::Stopped), Some(e)) => Err(e),
+        (result, _) => Ok(FastTextModel { inner: result.map_err(CoreError)? }),
     }
 }

@@ -16,7 +16,7 @@ mod _core {
     #[pymodule_export]
     use super::dsir::{ImportanceModel, write_selected_files, write_selected_texts};
     #[pymodule_export]
-    use super::fasttext::FastTextModel;
+    use super::fasttext::{FastTextModel, train_supervised};
     #[pymodule_export]
     use super::features::{NgramFeaturizer, tokenize};
     #[pymodule_export]

@@ -158,6 +158,10 @@ impl Dictionary {
     pub fn prune_len(&self) -> usize {
         self.prune.as_ref().map_or(0, Vec::len)
     }
+    /// The pruning index (bucket, row), sorted by bucket; `None` when not pruned.
+    pub fn prune_pairs(&self) -> Option<&[(i32, i32)]> {
+        self.prune.as_deref()
+    }
     /// Whether any feature can land in bucket rows.
     pub(crate) fn prune_values(&self) -> impl Iterator<Item = i32> + '_ {
         self.prune.iter().flatten().map(|&(_, v)| v)
@@ -245,7 +249,7 @@ impl Dictionary {
     }
 
     /// fastText's `addWordNgrams`.
-    fn push_word_ngrams(&self, hashes: &[i32], rows: &mut Vec<i32>) {
+    pub(crate) fn push_word_ngrams(&self, hashes: &[i32], rows: &mut Vec<i32>) {
         if self.word_ngrams <= 1 {
             return;
         }

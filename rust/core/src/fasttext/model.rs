@@ -8,7 +8,7 @@
 //! [`Error::Model`] naming the section, never a crash.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::dictionary::{Dictionary, FeatureArgs};
@@ -33,6 +33,23 @@ pub enum Loss {
 }
 
 impl Loss {
+    /// fastText's code of the loss in model files.
+    pub fn code(self) -> i32 {
+        match self {
+            Loss::HierarchicalSoftmax => 1,
+            Loss::NegativeSampling => 2,
+            Loss::Softmax => 3,
+            Loss::OneVsAll => 4,
+        }
+    }
+
+    /// Parses fastText's name: `hs`, `ns`, `softmax` or `ova`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Loss::HierarchicalSoftmax, Loss::NegativeSampling, Loss::Softmax, Loss::OneVsAll]
+            .into_iter()
+            .find(|l| l.name() == name)
+    }
+
     fn from_code(code: i32) -> Option<Self> {
         match code {
             1 => Some(Loss::HierarchicalSoftmax),
@@ -86,7 +103,7 @@ impl HsTree {
     /// fastText's construction from label counts (sorted by decreasing count in any file it
     /// writes): repeatedly join the two smallest of the next leaf and the next internal node,
     /// taking the leaf on a tie only if it is strictly smaller.
-    fn build(counts: &[i64]) -> std::result::Result<Self, String> {
+    pub(crate) fn build(counts: &[i64]) -> std::result::Result<Self, String> {
         let osz = counts.len();
         let nodes = 2 * osz - 1;
         const UNSET: i64 = 1_000_000_000_000_000; // fastText's 1e15 for nodes not yet built
@@ -308,7 +325,46 @@ fn read_matrix<R: BufRead>(src: &mut Source<R>, quantized: bool, what: &str) -> 
     Ok(Matrix::Quant(QuantMatrix { rows, cols, codes, pq, norms }))
 }
 
-fn sigmoid_table() -> Vec<f32> {
+fn write_floats(w: &mut impl Write, data: &[f32]) -> std::io::Result<()> {
+    for chunk in data.chunks(1 << 14) {
+        let bytes: Vec<u8> = chunk.iter().flat_map(|x| x.to_le_bytes()).collect();
+        w.write_all(&bytes)?;
+    }
+    Ok(())
+}
+
+fn write_pq(w: &mut impl Write, pq: &ProductQuantizer) -> std::io::Result<()> {
+    for v in [pq.dim, pq.nsubq, pq.dsub, pq.lastdsub] {
+        w.write_all(&(v as i32).to_le_bytes())?;
+    }
+    write_floats(w, &pq.centroids)
+}
+
+fn write_matrix(w: &mut impl Write, m: &Matrix) -> std::io::Result<()> {
+    match m {
+        Matrix::Dense(m) => {
+            w.write_all(&(m.rows as i64).to_le_bytes())?;
+            w.write_all(&(m.cols as i64).to_le_bytes())?;
+            write_floats(w, &m.data)
+        }
+        Matrix::Quant(m) => {
+            w.write_all(&[u8::from(m.norms.is_some())])?;
+            w.write_all(&(m.rows as i64).to_le_bytes())?;
+            w.write_all(&(m.cols as i64).to_le_bytes())?;
+            w.write_all(&(m.codes.len() as i32).to_le_bytes())?;
+            w.write_all(&m.codes)?;
+            write_pq(w, &m.pq)?;
+            if let Some((codes, npq)) = &m.norms {
+                w.write_all(codes)?;
+                write_pq(w, npq)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// fastText's 513-entry sigmoid table (ns and ova).
+pub(crate) fn sigmoid_table() -> Vec<f32> {
     (0..=512).map(|i| (1.0 / (1.0 + f64::from((-((i * 16) as f32 / 512.0 - 8.0)).exp()))) as f32).collect()
 }
 
@@ -488,6 +544,71 @@ impl FastTextModel {
         Ok(FastTextModel { path: src.path, version, args, dict, input, output, tree, sigmoid: sigmoid_table() })
     }
 
+    /// A model from trained parts (format version 12, no file yet).
+    pub(crate) fn from_parts(args: Args, dict: Dictionary, input: Matrix, output: Matrix) -> Result<Self> {
+        let tree = if args.loss == Loss::HierarchicalSoftmax {
+            let counts: Vec<i64> = (dict.nwords()..dict.nwords() + dict.nlabels()).map(|id| dict.count(id)).collect();
+            Some(HsTree::build(&counts).map_err(Error::invalid)?)
+        } else {
+            None
+        };
+        Ok(FastTextModel {
+            path: PathBuf::from("<trained in memory>"),
+            version: VERSION,
+            args,
+            dict,
+            input,
+            output,
+            tree,
+            sigmoid: sigmoid_table(),
+        })
+    }
+
+    /// Writes the model in fastText's format (version 12), which fastText's `load_model`
+    /// reads: a trained model as a `.bin`, a quantised one as a `.ftz`.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let file = File::create(path).map_err(|e| Error::io(path, e))?;
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        self.write(&mut w).and_then(|()| w.flush()).map_err(|e| Error::io(path, e))?;
+        w.into_inner().map_err(|e| Error::io(path, e.into_error()))?.sync_all().map_err(|e| Error::io(path, e))
+    }
+
+    /// The bytes of [`FastTextModel::save`].
+    pub fn write(&self, w: &mut impl Write) -> std::io::Result<()> {
+        let a = &self.args;
+        for v in [MAGIC, VERSION, a.dim, a.ws, a.epoch, a.min_count, a.neg, a.word_ngrams, a.loss.code(), 3, a.bucket] {
+            w.write_all(&v.to_le_bytes())?;
+        }
+        for v in [a.minn, a.maxn, a.lr_update_rate] {
+            w.write_all(&v.to_le_bytes())?;
+        }
+        w.write_all(&a.t.to_le_bytes())?;
+        let d = &self.dict;
+        let size = d.nwords() + d.nlabels();
+        for v in [size, d.nwords(), d.nlabels()] {
+            w.write_all(&(v as i32).to_le_bytes())?;
+        }
+        w.write_all(&d.ntokens().to_le_bytes())?;
+        let prune = d.prune_pairs();
+        w.write_all(&prune.map_or(-1i64, |p| p.len() as i64).to_le_bytes())?;
+        for id in 0..size {
+            w.write_all(d.entry(id))?;
+            w.write_all(&[0])?;
+            w.write_all(&d.count(id).to_le_bytes())?;
+            w.write_all(&[u8::from(id >= d.nwords())])?;
+        }
+        for &(k, v) in prune.unwrap_or_default() {
+            w.write_all(&k.to_le_bytes())?;
+            w.write_all(&v.to_le_bytes())?;
+        }
+        let quant_input = self.input.is_quantized();
+        w.write_all(&[u8::from(quant_input)])?;
+        write_matrix(w, &self.input)?;
+        w.write_all(&[u8::from(quant_input && self.output.is_quantized())])?;
+        write_matrix(w, &self.output)
+    }
+
     /// The file the model was read from.
     pub fn path(&self) -> &Path {
         &self.path
@@ -607,6 +728,16 @@ pub(crate) mod tests {
         assert_eq!(m.label_id(b"the"), None);
         assert_eq!(m.input.rows(), 11);
         assert_eq!(m.args.loss, Loss::Softmax);
+    }
+
+    #[test]
+    fn a_read_model_writes_back_byte_for_byte() {
+        for spec in [Spec::default(), Spec { loss: 1, minn: 2, maxn: 3, ..Spec::default() }] {
+            let bytes = write_model(&spec);
+            let mut again = Vec::new();
+            read(&bytes).unwrap().write(&mut again).unwrap();
+            assert_eq!(again, bytes);
+        }
     }
 
     #[test]

@@ -40,10 +40,7 @@ pub struct Dictionary {
     /// Open addressing over `(hash << 32) | (id + 1)`, 0 meaning empty.
     table: Vec<u64>,
     table_shift: u32,
-    word_ngrams: i32,
-    bucket: i32,
-    minn: i32,
-    maxn: i32,
+    args: FeatureArgs,
 }
 
 /// The settings of the model that shape its features.
@@ -95,10 +92,7 @@ impl Dictionary {
             prune,
             table: vec![0; capacity],
             table_shift: 64 - capacity.trailing_zeros(),
-            word_ngrams: args.word_ngrams,
-            bucket: args.bucket,
-            minn: args.minn,
-            maxn: args.maxn,
+            args,
         };
         for id in 0..size {
             let word = dict.entry(id);
@@ -183,7 +177,7 @@ impl Dictionary {
     /// Appends the character n-gram rows of `bracketed` (`"<" + word + ">"`), in fastText's
     /// order: by start character, then by length.
     pub fn push_char_ngrams(&self, bracketed: &[u8], rows: &mut Vec<i32>) {
-        if self.maxn <= 0 {
+        if self.args.maxn <= 0 {
             return;
         }
         let continuation = |b: u8| b & 0xC0 == 0x80;
@@ -194,13 +188,13 @@ impl Dictionary {
             }
             let mut j = i;
             let mut n = 1;
-            while j < len && n <= self.maxn {
+            while j < len && n <= self.args.maxn {
                 j += 1;
                 while j < len && continuation(bracketed[j]) {
                     j += 1;
                 }
-                if n >= self.minn && !(n == 1 && (i == 0 || j == len)) {
-                    self.push_bucket(hash(&bracketed[i..j]) % self.bucket as u32, rows);
+                if n >= self.args.minn && !(n == 1 && (i == 0 || j == len)) {
+                    self.push_bucket(hash(&bracketed[i..j]) % self.args.bucket as u32, rows);
                 }
                 n += 1;
             }
@@ -214,7 +208,7 @@ impl Dictionary {
         if let Some(id) = id {
             rows.push(id as i32);
         }
-        if self.maxn > 0 && token != EOS {
+        if self.args.maxn > 0 && token != EOS {
             scratch.clear();
             scratch.push(b'<');
             scratch.extend_from_slice(token);
@@ -250,11 +244,11 @@ impl Dictionary {
 
     /// fastText's `addWordNgrams`.
     pub(crate) fn push_word_ngrams(&self, hashes: &[i32], rows: &mut Vec<i32>) {
-        if self.word_ngrams <= 1 {
+        if self.args.word_ngrams <= 1 {
             return;
         }
-        let n = self.word_ngrams as usize;
-        let bucket = self.bucket as u64;
+        let n = self.args.word_ngrams as usize;
+        let bucket = self.args.bucket as u64;
         for i in 0..hashes.len() {
             let mut h = hashes[i] as i64 as u64;
             for &next in &hashes[i + 1..hashes.len().min(i.saturating_add(n))] {

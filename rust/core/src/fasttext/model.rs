@@ -157,7 +157,7 @@ pub struct FastTextModel {
     pub(crate) output: Matrix,
     pub(crate) tree: Option<HsTree>,
     /// fastText's 513-entry sigmoid table (ns and ova predictions).
-    pub(crate) sigmoid: Vec<f32>,
+    pub(crate) sigmoid: SigmoidTable,
 }
 
 /// A byte source that knows how much of the file is left and names what it reads.
@@ -363,9 +363,28 @@ fn write_matrix(w: &mut impl Write, m: &Matrix) -> std::io::Result<()> {
     }
 }
 
-/// fastText's 513-entry sigmoid table (ns and ova).
-pub(crate) fn sigmoid_table() -> Vec<f32> {
-    (0..=512).map(|i| (1.0 / (1.0 + f64::from((-((i * 16) as f32 / 512.0 - 8.0)).exp()))) as f32).collect()
+/// fastText's 513-entry sigmoid table (ns and ova, in prediction and training alike).
+#[derive(Clone, Debug)]
+pub(crate) struct SigmoidTable(Vec<f32>);
+
+impl SigmoidTable {
+    pub(crate) fn new() -> Self {
+        SigmoidTable(
+            (0..=512).map(|i| (1.0 / (1.0 + f64::from((-((i * 16) as f32 / 512.0 - 8.0)).exp()))) as f32).collect(),
+        )
+    }
+
+    /// The table's sigmoid of `x`: 0 below -8, 1 above 8, else the entry fastText indexes.
+    #[inline]
+    pub(crate) fn get(&self, x: f32) -> f32 {
+        if x < -8.0 {
+            0.0
+        } else if x > 8.0 {
+            1.0
+        } else {
+            self.0[((x + 8.0) * 512.0 / 8.0 / 2.0) as i64 as usize]
+        }
+    }
 }
 
 impl FastTextModel {
@@ -541,7 +560,7 @@ impl FastTextModel {
         } else {
             None
         };
-        Ok(FastTextModel { path: src.path, version, args, dict, input, output, tree, sigmoid: sigmoid_table() })
+        Ok(FastTextModel { path: src.path, version, args, dict, input, output, tree, sigmoid: SigmoidTable::new() })
     }
 
     /// A model from trained parts (format version 12, no file yet).
@@ -560,7 +579,7 @@ impl FastTextModel {
             input,
             output,
             tree,
-            sigmoid: sigmoid_table(),
+            sigmoid: SigmoidTable::new(),
         })
     }
 

@@ -190,17 +190,6 @@ impl FastTextModel {
         if d.is_nan() { Err(self.nan_error()) } else { Ok(d) }
     }
 
-    #[inline]
-    fn table_sigmoid(&self, x: f32) -> f32 {
-        if x < -8.0 {
-            0.0
-        } else if x > 8.0 {
-            1.0
-        } else {
-            self.sigmoid[((x + 8.0) * 512.0 / 8.0 / 2.0) as i64 as usize]
-        }
-    }
-
     /// `scratch.output` = the label probabilities (softmax, ns, ova).
     fn compute_output(&self, scratch: &mut Scratch) -> Result<()> {
         let Scratch { hidden, output, .. } = scratch;
@@ -224,7 +213,7 @@ impl FastTextModel {
             }
             Loss::NegativeSampling | Loss::OneVsAll => {
                 for o in output.iter_mut() {
-                    *o = self.table_sigmoid(*o);
+                    *o = self.sigmoid.get(*o);
                 }
             }
             Loss::HierarchicalSoftmax => unreachable!("hs has no flat output"),
@@ -384,7 +373,7 @@ impl FastTextModel {
             }
             Loss::NegativeSampling | Loss::OneVsAll => {
                 let dot = self.dot(label, &scratch.hidden)?;
-                std_log(self.table_sigmoid(dot))
+                std_log(self.sigmoid.get(dot))
             }
         };
         Ok(score.exp())

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use super::dictionary::{Dictionary, EOS, FeatureArgs, hash};
 use super::matrix::{DenseMatrix, Matrix};
-use super::model::{Args, FastTextModel, HsTree, Loss, sigmoid_table};
+use super::model::{Args, FastTextModel, HsTree, Loss, SigmoidTable};
 use crate::error::{Error, Result};
 
 /// fastText's supervised hyper-parameters, with its names in the comments.
@@ -424,7 +424,7 @@ struct Trainer<'a> {
     input: &'a Shared,
     output: &'a Shared,
     tables: LossTables,
-    sigmoid: Vec<f32>,
+    sigmoid: SigmoidTable,
     nlabels: usize,
     budget: i64,
     tokens: AtomicI64,
@@ -449,17 +449,6 @@ struct State {
 }
 
 impl Trainer<'_> {
-    #[inline]
-    fn table_sigmoid(&self, x: f32) -> f32 {
-        if x < -8.0 {
-            0.0
-        } else if x > 8.0 {
-            1.0
-        } else {
-            self.sigmoid[((x + 8.0) * 512.0 / 8.0 / 2.0) as i64 as usize]
-        }
-    }
-
     /// fastText's supervised `getLine` from `*pos`: the line's features and labels, and the
     /// number of tokens read (labels, unknown words and `</s>` included).
     fn get_line(&self, pos: &mut usize, st: &mut State) -> i64 {
@@ -504,7 +493,7 @@ impl Trainer<'_> {
         if dot.is_nan() {
             return Err(self.nan());
         }
-        let score = self.table_sigmoid(dot);
+        let score = self.sigmoid.get(dot);
         let alpha = lr * (f32::from(u8::from(positive)) - score);
         self.output.add_row_to_scaled(row, &mut st.grad, alpha);
         self.output.add_to_row(row, &st.hidden, alpha);
@@ -748,7 +737,7 @@ pub fn train_supervised(
         input: &input,
         output: &output,
         tables,
-        sigmoid: sigmoid_table(),
+        sigmoid: SigmoidTable::new(),
         nlabels,
         budget: i64::from(args.epoch).saturating_mul(dict.ntokens()),
         tokens: AtomicI64::new(0),

@@ -26,10 +26,11 @@
 //! With `thread = 1` training is deterministic: the same text, arguments and seed give
 //! bit-identical weights.
 
-use std::cell::UnsafeCell;
+use std::cell::Cell;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::time::Duration;
+use std::time::Instant;
 
 use super::dictionary::{Dictionary, EOS, FeatureArgs, hash};
 use super::matrix::{DenseMatrix, Matrix};
@@ -311,66 +312,106 @@ impl MinStd {
     }
 }
 
-/// The weights, shared by the training threads without locks (hogwild).
+/// One weight of the model as the training threads see it.
 ///
-/// Threads read and write rows concurrently with plain f32 loads and stores, as fastText
-/// does: an update may be lost or read half-applied, which the algorithm tolerates. With one
-/// thread there is no concurrent access.
-struct Shared {
-    data: Box<[UnsafeCell<f32>]>,
+/// With several threads the weights are shared without locks (hogwild), as fastText does: an
+/// update may be lost or read half-applied, which the algorithm tolerates. They are then
+/// `AtomicU32`s holding f32 bits, read and written with relaxed loads and stores (plain moves
+/// on x86 and ARM), so those races are not undefined behaviour; `row += x` is a load then a
+/// store, exactly like fastText's. A single thread uses `Cell<f32>`, whose loops vectorise.
+trait Weight {
+    fn new(value: f32) -> Self;
+    fn get(&self) -> f32;
+    fn set(&self, value: f32);
+    fn into_inner(self) -> f32;
+}
+
+impl Weight for Cell<f32> {
+    #[inline]
+    fn new(value: f32) -> Self {
+        Cell::new(value)
+    }
+    #[inline]
+    fn get(&self) -> f32 {
+        Cell::get(self)
+    }
+    #[inline]
+    fn set(&self, value: f32) {
+        Cell::set(self, value)
+    }
+    fn into_inner(self) -> f32 {
+        Cell::into_inner(self)
+    }
+}
+
+impl Weight for AtomicU32 {
+    #[inline]
+    fn new(value: f32) -> Self {
+        AtomicU32::new(value.to_bits())
+    }
+    #[inline]
+    fn get(&self) -> f32 {
+        f32::from_bits(self.load(Ordering::Relaxed))
+    }
+    #[inline]
+    fn set(&self, value: f32) {
+        self.store(value.to_bits(), Ordering::Relaxed)
+    }
+    fn into_inner(self) -> f32 {
+        f32::from_bits(AtomicU32::into_inner(self))
+    }
+}
+
+/// A row-major matrix of weights that the training threads update through shared references.
+struct Shared<W> {
+    data: Box<[W]>,
     cols: usize,
 }
 
-// SAFETY: see the type's documentation: concurrent element accesses are the hogwild contract;
-// every access is in bounds and the buffer outlives the threads (scoped).
-unsafe impl Sync for Shared {}
-
-impl Shared {
+impl<W: Weight> Shared<W> {
     fn new(data: Vec<f32>, cols: usize) -> Self {
-        let data: Box<[f32]> = data.into_boxed_slice();
-        // SAFETY: UnsafeCell<f32> has the layout of f32.
-        let data = unsafe { Box::from_raw(Box::into_raw(data) as *mut [UnsafeCell<f32>]) };
-        Shared { data, cols }
+        Shared { data: data.into_iter().map(W::new).collect(), cols }
     }
 
     fn into_vec(self) -> Vec<f32> {
-        // SAFETY: as in `new`, the other way round.
-        unsafe { Box::from_raw(Box::into_raw(self.data) as *mut [f32]) }.into_vec()
+        self.data.into_vec().into_iter().map(W::into_inner).collect()
     }
 
     #[inline]
-    fn row_ptr(&self, i: usize) -> *mut f32 {
-        self.data[i * self.cols..(i + 1) * self.cols].as_ptr() as *mut f32
+    fn row(&self, i: usize) -> &[W] {
+        &self.data[i * self.cols..(i + 1) * self.cols]
     }
 
     /// `acc += row(i)`.
     #[inline]
     fn add_row_to(&self, i: usize, acc: &mut [f32]) {
-        // SAFETY: the row is in bounds; see the type's documentation on concurrent access.
-        let row = unsafe { std::slice::from_raw_parts(self.row_ptr(i), self.cols) };
-        for (a, &r) in acc.iter_mut().zip(row) {
-            *a += r;
+        for (a, r) in acc.iter_mut().zip(self.row(i)) {
+            *a += r.get();
+        }
+    }
+
+    /// `acc += alpha · row(i)` (fastText's `Vector::addRow` with a factor).
+    #[inline]
+    fn add_row_to_scaled(&self, i: usize, acc: &mut [f32], alpha: f32) {
+        for (a, r) in acc.iter_mut().zip(self.row(i)) {
+            *a += alpha * r.get();
         }
     }
 
     /// `row(i) += alpha · v` (fastText's `addVectorToRow`).
     #[inline]
     fn add_to_row(&self, i: usize, v: &[f32], alpha: f32) {
-        // SAFETY: as above.
-        let row = unsafe { std::slice::from_raw_parts_mut(self.row_ptr(i), self.cols) };
-        for (r, &x) in row.iter_mut().zip(v) {
-            *r += alpha * x;
+        for (r, &x) in self.row(i).iter().zip(v) {
+            r.set(r.get() + alpha * x);
         }
     }
 
     /// `row(i) · v`, sequential from 0.
     #[inline]
     fn dot_row(&self, i: usize, v: &[f32]) -> f32 {
-        // SAFETY: as above.
-        let row = unsafe { std::slice::from_raw_parts(self.row_ptr(i), self.cols) };
         let mut d = 0.0f32;
-        for (&r, &x) in row.iter().zip(v) {
-            d += r * x;
+        for (r, &x) in self.row(i).iter().zip(v) {
+            d += r.get() * x;
         }
         d
     }
@@ -416,15 +457,18 @@ enum LossTables {
     Hierarchical(Vec<Vec<(u32, bool)>>),
 }
 
+/// The caller's progress callback.
+type Progress<'p> = &'p mut dyn FnMut(TrainProgress) -> Result<()>;
+
 /// Everything the threads share.
-struct Trainer<'a> {
+struct Trainer<'a, W> {
     text: &'a [u8],
     args: &'a TrainArgs,
     dict: &'a Dictionary,
-    input: &'a Shared,
-    output: &'a Shared,
-    tables: LossTables,
-    sigmoid: SigmoidTable,
+    input: Shared<W>,
+    output: Shared<W>,
+    tables: &'a LossTables,
+    sigmoid: &'a SigmoidTable,
     nlabels: usize,
     budget: i64,
     tokens: AtomicI64,
@@ -448,7 +492,34 @@ struct State {
     examples: u64,
 }
 
-impl Trainer<'_> {
+impl<'a, W: Weight> Trainer<'a, W> {
+    /// fastText's initial state: input rows uniform in `±1/dim`, output rows zero.
+    fn new(
+        text: &'a [u8],
+        args: &'a TrainArgs,
+        dict: &'a Dictionary,
+        tables: &'a LossTables,
+        sigmoid: &'a SigmoidTable,
+    ) -> Self {
+        let dim = args.dim as usize;
+        let input_rows = dict.nwords() + args.effective_bucket() as usize;
+        Trainer {
+            text,
+            args,
+            dict,
+            input: Shared::new(random_input(input_rows, dim, args.seed, args.thread), dim),
+            output: Shared::new(vec![0.0; dict.nlabels() * dim], dim),
+            tables,
+            sigmoid,
+            nlabels: dict.nlabels(),
+            budget: i64::from(args.epoch).saturating_mul(dict.ntokens()),
+            tokens: AtomicI64::new(0),
+            stop: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            loss: AtomicI64::new(0),
+        }
+    }
+
     /// fastText's supervised `getLine` from `*pos`: the line's features and labels, and the
     /// number of tokens read (labels, unknown words and `</s>` included).
     fn get_line(&self, pos: &mut usize, st: &mut State) -> i64 {
@@ -503,7 +574,7 @@ impl Trainer<'_> {
 
     /// The forward and backward pass of the loss for one example.
     fn forward(&self, target: usize, lr: f32, st: &mut State) -> Result<f64> {
-        match &self.tables {
+        match self.tables {
             LossTables::Softmax => {
                 for i in 0..self.nlabels {
                     let d = self.output.dot_row(i, &st.hidden);
@@ -595,7 +666,9 @@ impl Trainer<'_> {
         Ok(())
     }
 
-    fn run_thread(&self, thread: usize) -> Result<()> {
+    /// One training thread. Thread 0 runs on the calling thread and reports `progress` every
+    /// 20 ms; an error from it stops every thread.
+    fn run_thread(&self, thread: usize, mut report: Option<Progress<'_>>) -> Result<()> {
         let dim = self.args.dim as usize;
         let mut st = State {
             rng: MinStd::new(i64::from(self.args.seed) + thread as i64),
@@ -612,6 +685,7 @@ impl Trainer<'_> {
         let mut pos = (thread as u128 * self.text.len() as u128 / self.args.thread as u128) as usize;
         let mut local = 0i64;
         let update_rate = i64::from(self.args.lr_update_rate);
+        let mut reported = Instant::now();
         loop {
             let done = self.tokens.load(Ordering::Relaxed);
             if done >= self.budget || self.stop.load(Ordering::Relaxed) {
@@ -627,9 +701,31 @@ impl Trainer<'_> {
                 if thread == 0 && st.examples > 0 {
                     self.loss.store((st.loss / st.examples as f64).to_bits() as i64, Ordering::Relaxed);
                 }
+                if let Some(report) = report.as_mut()
+                    && reported.elapsed() >= Duration::from_millis(20)
+                {
+                    reported = Instant::now();
+                    report(self.progress())?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// After the threads: the first error, or the final progress report and the weights.
+    fn finish(self, progress: Progress<'_>) -> Result<(Vec<f32>, Vec<f32>)> {
+        let last = TrainProgress { progress: 1.0, lr: 0.0, ..self.progress() };
+        if let Some(e) = self.failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
+        progress(last)?;
+        Ok((self.input.into_vec(), self.output.into_vec()))
+    }
+
+    /// Stops the other threads and keeps the first error.
+    fn fail(&self, error: Error) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(error);
     }
 
     fn progress(&self) -> TrainProgress {
@@ -640,18 +736,6 @@ impl Trainer<'_> {
             lr: self.args.lr * (1.0 - progress),
             loss: f64::from_bits(self.loss.load(Ordering::Relaxed) as u64),
             tokens,
-        }
-    }
-}
-
-impl Shared {
-    /// `acc += alpha · row(i)` (fastText's `Vector::addRow` with a factor).
-    #[inline]
-    fn add_row_to_scaled(&self, i: usize, acc: &mut [f32], alpha: f32) {
-        // SAFETY: as in `add_row_to`.
-        let row = unsafe { std::slice::from_raw_parts(self.row_ptr(i), self.cols) };
-        for (a, &r) in acc.iter_mut().zip(row) {
-            *a += alpha * r;
         }
     }
 }
@@ -728,54 +812,28 @@ pub fn train_supervised(
     };
     let dim = args.dim as usize;
     let input_rows = dict.nwords() + args.effective_bucket() as usize;
-    let input = Shared::new(random_input(input_rows, dim, args.seed, args.thread), dim);
-    let output = Shared::new(vec![0.0; nlabels * dim], dim);
-    let trainer = Trainer {
-        text,
-        args,
-        dict: &dict,
-        input: &input,
-        output: &output,
-        tables,
-        sigmoid: SigmoidTable::new(),
-        nlabels,
-        budget: i64::from(args.epoch).saturating_mul(dict.ntokens()),
-        tokens: AtomicI64::new(0),
-        stop: AtomicBool::new(false),
-        failure: Mutex::new(None),
-        loss: AtomicI64::new(0),
-    };
-    let mut caller_error = None;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..args.thread)
-            .map(|t| {
-                let trainer = &trainer;
+    let sigmoid = SigmoidTable::new();
+    let (input, output) = if args.thread == 1 {
+        let alone: Trainer<Cell<f32>> = Trainer::new(text, args, &dict, &tables, &sigmoid);
+        alone.run_thread(0, Some(progress))?;
+        alone.finish(progress)?
+    } else {
+        let hogwild: Trainer<AtomicU32> = Trainer::new(text, args, &dict, &tables, &sigmoid);
+        std::thread::scope(|scope| {
+            let hogwild = &hogwild;
+            for t in 1..args.thread {
                 scope.spawn(move || {
-                    if let Err(e) = trainer.run_thread(t) {
-                        trainer.stop.store(true, Ordering::Relaxed);
-                        trainer.failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                    if let Err(e) = hogwild.run_thread(t, None) {
+                        hogwild.fail(e);
                     }
-                })
-            })
-            .collect();
-        while !handles.iter().all(|h| h.is_finished()) {
-            std::thread::sleep(Duration::from_millis(20));
-            if caller_error.is_none()
-                && let Err(e) = progress(trainer.progress())
-            {
-                caller_error = Some(e);
-                trainer.stop.store(true, Ordering::Relaxed);
+                });
             }
-        }
-    });
-    if let Some(e) = caller_error {
-        return Err(e);
-    }
-    let last = TrainProgress { progress: 1.0, lr: 0.0, ..trainer.progress() };
-    if let Some(e) = trainer.failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
-    }
-    progress(last)?;
+            if let Err(e) = hogwild.run_thread(0, Some(&mut *progress)) {
+                hogwild.fail(e);
+            }
+        });
+        hogwild.finish(progress)?
+    };
     let model_args = Args {
         dim: args.dim,
         ws: args.ws,
@@ -790,8 +848,8 @@ pub fn train_supervised(
         lr_update_rate: args.lr_update_rate,
         t: args.t,
     };
-    let input = Matrix::Dense(DenseMatrix { rows: input_rows, cols: dim, data: input.into_vec() });
-    let output = Matrix::Dense(DenseMatrix { rows: nlabels, cols: dim, data: output.into_vec() });
+    let input = Matrix::Dense(DenseMatrix { rows: input_rows, cols: dim, data: input });
+    let output = Matrix::Dense(DenseMatrix { rows: nlabels, cols: dim, data: output });
     FastTextModel::from_parts(model_args, dict, input, output)
 }
 

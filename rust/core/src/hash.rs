@@ -16,6 +16,7 @@ use std::ops::Range;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::prefetch::prefetch;
 
 /// A named, frozen hash family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,18 +187,6 @@ fn sha256_limbs(message: &[u8]) -> [u64; 4] {
         std::array::from_fn(|i| u32::from_be_bytes(digest[4 * i..4 * i + 4].try_into().expect("4 bytes")))
     };
     std::array::from_fn(|k| (u64::from(words[2 * k]) << 32) | u64::from(words[2 * k + 1]))
-}
-
-/// Asks the processor to bring `value`'s cache line closer; a no-op off x86-64.
-#[inline(always)]
-fn prefetch<T>(value: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetching is a hint that never faults, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>((value as *const T).cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
 }
 
 thread_local! {

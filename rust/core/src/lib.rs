@@ -14,6 +14,7 @@ pub mod hash;
 pub mod io;
 pub mod ngram;
 pub mod pool;
+mod prefetch;
 pub mod spill;
 pub mod text;
 

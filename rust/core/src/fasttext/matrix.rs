@@ -4,8 +4,13 @@
 //! element-wise (so they vectorise without reordering anything), dot products accumulate
 //! sequentially from 0.
 
+use crate::prefetch::prefetch_all;
+
 /// Sub-quantizer centroids per code (`ksub`).
 pub const KSUB: usize = 256;
+
+/// How many rows ahead [`Matrix::average_rows`] prefetches.
+const PREFETCH_ROWS: usize = 4;
 
 /// A row-major `rows × cols` matrix of f32.
 #[derive(Debug)]
@@ -24,6 +29,13 @@ pub struct ProductQuantizer {
     pub(crate) dsub: usize,
     pub(crate) lastdsub: usize,
     pub(crate) centroids: Vec<f32>,
+}
+
+impl DenseMatrix {
+    #[inline]
+    fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.cols..(i + 1) * self.cols]
+    }
 }
 
 impl ProductQuantizer {
@@ -103,7 +115,7 @@ impl Matrix {
     pub fn add_row(&self, i: usize, acc: &mut [f32]) {
         match self {
             Matrix::Dense(m) => {
-                let row = &m.data[i * m.cols..(i + 1) * m.cols];
+                let row = m.row(i);
                 for (a, &r) in acc.iter_mut().zip(row) {
                     *a += r;
                 }
@@ -126,8 +138,22 @@ impl Matrix {
     /// `out` is zeroed first; no rows leave it zero.
     pub fn average_rows(&self, rows: &[i32], out: &mut [f32]) {
         out.fill(0.0);
-        for &r in rows {
-            self.add_row(r as usize, out);
+        if let Matrix::Dense(m) = self {
+            // Rows are scattered over a matrix of gigabytes: fetch a few rows ahead so the
+            // memory latencies overlap instead of stalling one row at a time.
+            for &r in rows.iter().take(PREFETCH_ROWS) {
+                prefetch_all(m.row(r as usize));
+            }
+            for (j, &r) in rows.iter().enumerate() {
+                if let Some(&ahead) = rows.get(j + PREFETCH_ROWS) {
+                    prefetch_all(m.row(ahead as usize));
+                }
+                self.add_row(r as usize, out);
+            }
+        } else {
+            for &r in rows {
+                self.add_row(r as usize, out);
+            }
         }
         if !rows.is_empty() {
             let scale = (1.0f64 / rows.len() as f64) as f32;
@@ -142,7 +168,7 @@ impl Matrix {
     pub fn dot_row(&self, i: usize, v: &[f32]) -> f32 {
         match self {
             Matrix::Dense(m) => {
-                let row = &m.data[i * m.cols..(i + 1) * m.cols];
+                let row = m.row(i);
                 let mut d = 0.0f32;
                 for (&r, &x) in row.iter().zip(v) {
                     d += r * x;

@@ -378,7 +378,7 @@ def run_select(args: argparse.Namespace) -> int:
 
     from tokensieve import _core
     from tokensieve.dsir import _file_sha256, _write_atomic
-    from tokensieve.methods.tables import select_from_tables
+    from tokensieve.methods.tables import DEFAULT_COLUMNS, READS, select_from_tables
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -433,7 +433,12 @@ def run_select(args: argparse.Namespace) -> int:
             {"path": str(Path(p).resolve()), "sha256": _file_sha256(p), "rows": t.num_rows}
             for p, t in zip(args.scores, tables, strict=True)
         ],
-        "config": {k: v for k, v in options.items() if v is not None},
+        "config": {
+            "column": args.column or DEFAULT_COLUMNS[args.method],
+            "id_column": args.id_column,
+            "nan_policy": args.nan_policy,
+            **{name: options[name] for name in READS[args.method]},
+        },
         "selection": result.details,
         "counts": counts,
         "output": {"file": name, "rows": int(rows.size)},

@@ -45,7 +45,7 @@ from tokensieve.methods._common import (
     table_ids,
 )
 
-__all__ = ["DEFAULT_COLUMNS", "METHODS", "TableSelection", "select_from_tables"]
+__all__ = ["DEFAULT_COLUMNS", "METHODS", "READS", "TableSelection", "select_from_tables"]
 
 #: The score column each method reads by default.
 DEFAULT_COLUMNS = {
@@ -58,15 +58,16 @@ DEFAULT_COLUMNS = {
     "perplexity-correlations": "bits_per_byte",
 }
 METHODS = tuple(DEFAULT_COLUMNS)
-#: The options (those without a default value) each method reads; giving another is an error.
-_OPTIONS = {
-    "top-k": {"k", "fraction"},
-    "bottom-k": {"k", "fraction"},
-    "threshold": {"at_least", "at_most"},
-    "ccnet": {"cutoffs"},
-    "color": {"tau", "k"},
-    "min-k": {"threshold"},
-    "perplexity-correlations": {"benchmark_errors", "fraction"},
+#: The options of :func:`select_from_tables` each method reads (besides the column, the id column
+#: and the NaN policy); giving one of the others (those that default to ``None``) is an error.
+READS = {
+    "top-k": ("k", "fraction"),
+    "bottom-k": ("k", "fraction"),
+    "threshold": ("at_least", "at_most"),
+    "ccnet": ("cutoffs", "keep_buckets"),
+    "color": ("tau", "k"),
+    "min-k": ("threshold", "keep_members"),
+    "perplexity-correlations": ("benchmark_errors", "fraction", "estimator", "projection", "tokens_column"),
 }
 
 
@@ -141,7 +142,7 @@ def select_from_tables(
         raise InvalidArgumentError(f"method must be one of {METHODS}, got {method!r}")
     given = {"k": k, "fraction": fraction, "at_least": at_least, "at_most": at_most, "tau": tau}
     given |= {"cutoffs": cutoffs, "threshold": threshold, "benchmark_errors": benchmark_errors}
-    reads = _OPTIONS[method]
+    reads = READS[method]
     stray = sorted(name for name, value in given.items() if value is not None and name not in reads)
     if stray:
         raise InvalidArgumentError(f"method {method} does not read {stray}; it reads {sorted(reads)}")

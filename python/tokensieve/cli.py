@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -352,7 +353,7 @@ def run_train_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_scores(path: str) -> object:
+def _read_scores(path: str) -> Any:
     """A scores Parquet file as a ``pyarrow.Table``; a missing or unreadable file raises the
     typed corpus errors, naming it."""
     import pyarrow as pa

@@ -78,6 +78,6 @@ def color_select(
         if not tau >= 1:
             raise InvalidArgumentError(f"tau must be >= 1 (keep 1 in tau), got {tau}")
         k = int(eligible.size / tau)
-    k = check_count(k, eligible.size)
+    k = check_count(k, eligible.size)  # type: ignore[arg-type]  # one of tau and k is given
     ascending = eligible[np.argsort(values[eligible], kind="stable")]
     return ascending[ascending.size - k :]

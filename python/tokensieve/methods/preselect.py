@@ -139,7 +139,7 @@ def train_preselect_classifier(
     if not ((y[used] == 1).any() and (y[used] == 0).any()):
         raise InvalidArgumentError("training needs at least one positive (1) and one negative (0) document")
     return train_supervised(
-        ([texts[i] for i in used], [f"__label__{int(y[i])}" for i in used]),
+        ([texts[i] for i in used.tolist()], [f"__label__{int(y[i])}" for i in used]),
         epoch=epoch,
         lr=lr,
         wordNgrams=wordNgrams,

@@ -102,10 +102,10 @@ class TableSelection:
 def _size(k: int | None, fraction: float | None, eligible: int) -> tuple[int, dict[str, Any]]:
     if (k is None) == (fraction is None):
         raise InvalidArgumentError("give exactly one of k and fraction")
-    if k is None:
+    if fraction is not None:
         k = round(check_fraction(fraction) * eligible)
         return k, {"fraction": fraction, "k": k}
-    return k, {"k": k}
+    return k, {"k": k}  # type: ignore[return-value]  # k is given
 
 
 def select_from_tables(
@@ -140,8 +140,8 @@ def select_from_tables(
     """
     if method not in DEFAULT_COLUMNS:
         raise InvalidArgumentError(f"method must be one of {METHODS}, got {method!r}")
-    given = {"k": k, "fraction": fraction, "at_least": at_least, "at_most": at_most, "tau": tau}
-    given |= {"cutoffs": cutoffs, "threshold": threshold, "benchmark_errors": benchmark_errors}
+    given: dict[str, Any] = {"k": k, "fraction": fraction, "at_least": at_least, "at_most": at_most}
+    given |= {"tau": tau, "cutoffs": cutoffs, "threshold": threshold, "benchmark_errors": benchmark_errors}
     reads = READS[method]
     stray = sorted(name for name, value in given.items() if value is not None and name not in reads)
     if stray:
@@ -158,8 +158,8 @@ def select_from_tables(
         score = losses[0] - losses[1]
         nan = nan_rows(score, nan_policy, "CoLoR scores")
         chosen = color_filter.color_select(score, tau, k=k, nan_policy=nan_policy)
-        details = {"tau": tau, "k": len(chosen), "prior": names[0], "conditional": names[1]}
-        return _outcome(ids, chosen, nan, score, details=details)
+        picked = {"tau": tau, "k": len(chosen), "prior": names[0], "conditional": names[1]}
+        return _outcome(ids, chosen, nan, score, details=picked)
 
     if method == "perplexity-correlations":
         return _perplexity_correlations(

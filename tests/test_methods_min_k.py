@@ -80,7 +80,8 @@ def test_zero_variance_tokens_are_left_out() -> None:
     entropy = torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=torch.float64)
     var = torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=torch.float64)  # the last is a point mass
     assert math.isnan(float(min_k.min_k_plus_plus_z(lp, entropy, var)[3]))
-    # z = [0, -1, -2] over the three live tokens; ratio 2/3 keeps the two smallest
+    # z = [0, -1, -2] over the three live tokens: ratio 1 averages them, 2/3 the two smallest
+    assert float(min_k.min_k_plus_plus(lp, entropy, var, 1.0)) == pytest.approx(-1.0)
     assert float(min_k.min_k_plus_plus(lp, entropy, var, 2 / 3)) == pytest.approx(-1.5)
     mask = torch.tensor([True, False, True, True])
     assert float(min_k.min_k_plus_plus(lp, entropy, var, 0.5, mask=mask)) == pytest.approx(-2.0)

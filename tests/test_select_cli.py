@@ -149,6 +149,9 @@ def test_errors_exit_2_with_a_message(
     assert [r["id"] for r in rows] == ["a"] and manifest["counts"]["rejected_nan"] == 2
     assert main([*base, "--method", "top-k", "--k", "1", "--scores", str(tmp_path / "missing.parquet")]) == 2
     assert "missing.parquet: no such file" in capsys.readouterr().err
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    assert main([*base, "--method", "top-k", "--k", "1", "--scores", str(tmp_path / "bad.parquet")]) == 2
+    assert "bad.parquet: not a readable Parquet file" in capsys.readouterr().err
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     other = ["select", "--scores", scores, "--out", str(tmp_path / "other"), "--method", "top-k", "--k", "1"]

@@ -359,15 +359,16 @@ def _read_scores(path: str) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    def naming(error: TokensieveError) -> TokensieveError:
+        error.path = path  # type: ignore[attr-defined]
+        return error
+
     try:
         return pq.read_table(path)
     except FileNotFoundError as e:
-        error: TokensieveError = CorpusNotFoundError(f"{path}: no such file")
-        cause: Exception = e
+        raise naming(CorpusNotFoundError(f"{path}: no such file")) from e
     except (pa.ArrowException, OSError) as e:
-        error, cause = CorpusFormatError(f"{path}: not a readable Parquet file ({e})"), e
-    error.path = path  # type: ignore[attr-defined]
-    raise error from cause
+        raise naming(CorpusFormatError(f"{path}: not a readable Parquet file ({e})")) from e
 
 
 def run_select(args: argparse.Namespace) -> int:
@@ -388,27 +389,8 @@ def run_select(args: argparse.Namespace) -> int:
     if strangers:
         raise InvalidArgumentError(f"{out_dir} holds files tokensieve did not write: {strangers[:5]}")
     tables = [_read_scores(path) for path in args.scores]
-    options = {
-        name: getattr(args, name)
-        for name in (
-            "column",
-            "id_column",
-            "nan_policy",
-            "k",
-            "fraction",
-            "at_least",
-            "at_most",
-            "tau",
-            "cutoffs",
-            "keep_buckets",
-            "threshold",
-            "keep_members",
-            "benchmark_errors",
-            "estimator",
-            "projection",
-            "tokens_column",
-        )
-    }
+    method_options = sorted({name for reads in READS.values() for name in reads})
+    options = {name: getattr(args, name) for name in ("column", "id_column", "nan_policy", *method_options)}
     result = select_from_tables(args.method, tables, sources=args.scores, **options)
     rows = np.flatnonzero(result.selected)
     columns = {"id": [result.ids[i] for i in rows], "score": result.score[rows]}

@@ -37,3 +37,15 @@ def test_per_document_against_numpy() -> None:
         values = lp[cu[d] : cu[d + 1]][mask[cu[d] : cu[d + 1]]]
         expected = [values.sum(), values.mean(), *np.quantile(values, alphas)]
         np.testing.assert_allclose(features[d], expected, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_tensors_take_the_triton_reduction() -> None:
+    """On CUDA the sums and means come from the Triton kernel (fp32); they agree with float64."""
+    gen = torch.Generator().manual_seed(0)
+    lp = -torch.rand(10_000, generator=gen, dtype=torch.float64) * 5
+    cu = torch.tensor([0, 1, 4_000, 4_001, 10_000])
+    expected = uncertainty.chow_features(lp, [0.0, 0.5], cu_seqlens=cu)
+    got = uncertainty.chow_features(lp.float().cuda(), [0.0, 0.5], cu_seqlens=cu.cuda())
+    torch.testing.assert_close(got.cpu().double(), expected, rtol=1e-5, atol=1e-4)

@@ -3,7 +3,8 @@
 ``tokensieve demo`` runs DSIR on the bundled sample; ``tokensieve dsir`` selects from corpus
 files towards a target; ``tokensieve featurize`` counts hashed n-grams over corpus files and can
 save the totals as ``.npy``; ``tokensieve classify`` scores corpus files with a fastText
-classifier and keeps the best documents; ``tokensieve train-classifier`` trains one.
+classifier and keeps the best documents; ``tokensieve train-classifier`` trains one;
+``tokensieve select`` applies a selection method to per-document score tables (Parquet).
 """
 
 from __future__ import annotations
@@ -18,12 +19,18 @@ import time
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from tokensieve import __version__, resolve_num_threads
 from tokensieve.dsir import DSIR
-from tokensieve.exceptions import InvalidArgumentError, TokensieveError
+from tokensieve.exceptions import (
+    CorpusFormatError,
+    CorpusNotFoundError,
+    InvalidArgumentError,
+    TokensieveError,
+)
 from tokensieve.features import HashedNgrams
 from tokensieve.io import Files, ReadReport, corpus_files
 
@@ -346,6 +353,87 @@ def run_train_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_scores(path: str) -> Any:
+    """A scores Parquet file as a ``pyarrow.Table``; a missing or unreadable file raises the
+    typed corpus errors, naming it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def naming(error: TokensieveError) -> TokensieveError:
+        error.path = path  # type: ignore[attr-defined]
+        return error
+
+    try:
+        return pq.read_table(path)
+    except FileNotFoundError as e:
+        raise naming(CorpusNotFoundError(f"{path}: no such file")) from e
+    except (pa.ArrowException, OSError) as e:
+        raise naming(CorpusFormatError(f"{path}: not a readable Parquet file ({e})")) from e
+
+
+def run_select(args: argparse.Namespace) -> int:
+    """Applies a selection method to scores Parquet files; writes the selected rows' ids, scores
+    and per-method columns as ``selected.{parquet,jsonl}`` (input order) and ``manifest.json``,
+    which accounts for every input row (selected / rejected / rejected for a NaN score)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tokensieve import _core
+    from tokensieve.dsir import _file_sha256, _write_atomic
+    from tokensieve.methods.tables import DEFAULT_COLUMNS, READS, select_from_tables
+
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ours = {"selected.parquet", "selected.jsonl", "manifest.json"}
+    strangers = [p.name for p in out_dir.iterdir() if p.name not in ours and not p.name.endswith(".tmp")]
+    if strangers:
+        raise InvalidArgumentError(f"{out_dir} holds files tokensieve did not write: {strangers[:5]}")
+    tables = [_read_scores(path) for path in args.scores]
+    method_options = sorted({name for reads in READS.values() for name in reads})
+    options = {name: getattr(args, name) for name in ("column", "id_column", "nan_policy", *method_options)}
+    result = select_from_tables(args.method, tables, sources=args.scores, **options)
+    rows = np.flatnonzero(result.selected)
+    columns = {"id": [result.ids[i] for i in rows], "score": result.score[rows]}
+    columns.update({name: values[rows] for name, values in result.extra.items()})
+    name = f"selected.{args.format}"
+    if args.format == "parquet":
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.table(columns), sink)
+        data = sink.getvalue().to_pybytes()
+    else:
+        records = zip(*(np.asarray(v).tolist() for v in columns.values()), strict=True)
+        data = "".join(json.dumps(dict(zip(columns, r, strict=True))) + "\n" for r in records).encode()
+    _write_atomic(out_dir / name, data)
+    other = out_dir / f"selected.{'jsonl' if args.format == 'parquet' else 'parquet'}"
+    other.unlink(missing_ok=True)  # from an earlier run in the other format
+    counts = result.counts
+    manifest = {
+        "tokensieve": _core.__version__,
+        "command": "select",
+        "method": args.method,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "inputs": [
+            {"path": str(Path(p).resolve()), "sha256": _file_sha256(p), "rows": t.num_rows}
+            for p, t in zip(args.scores, tables, strict=True)
+        ],
+        "config": {
+            "column": args.column or DEFAULT_COLUMNS[args.method],
+            "id_column": args.id_column,
+            "nan_policy": args.nan_policy,
+            **{name: options[name] for name in READS[args.method]},
+        },
+        "selection": result.details,
+        "counts": counts,
+        "output": {"file": name, "rows": int(rows.size)},
+    }
+    _write_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
+    print(
+        f"{args.method}: selected {counts['selected']:,} / rejected {counts['rejected']:,} / NaN score "
+        f"{counts['rejected_nan']:,} of {counts['rows']:,} rows; {name} + manifest.json in {out_dir}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tokensieve", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"tokensieve {__version__}")
@@ -447,6 +535,62 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="progress line on stderr (default: when stderr is a terminal)",
     )
+
+    from tokensieve.methods.perplexity_correlations import ESTIMATORS
+    from tokensieve.methods.tables import METHODS
+
+    select = sub.add_parser(
+        "select",
+        help="select documents from per-document score tables (Parquet)",
+        description="Reads score tables (one row per document: id plus score columns), applies a "
+        "method and writes the selected ids with manifest.json. NaN (or null) scores raise unless "
+        "--nan-policy reject, which never selects them and counts them apart.",
+    )
+    select.add_argument("--method", choices=METHODS, required=True)
+    select.add_argument(
+        "--scores",
+        nargs="+",
+        required=True,
+        help="scores Parquet file(s): one; prior and conditional (color); one per model "
+        "(perplexity-correlations)",
+    )
+    select.add_argument("--out", required=True, help="output directory (selected ids, manifest.json)")
+    select.add_argument("--format", choices=["parquet", "jsonl"], default="parquet")
+    select.add_argument("--column", help="score column (default: per method: mean_nll, perplexity, ...)")
+    select.add_argument("--id-column", default="id")
+    select.add_argument("--nan-policy", choices=["raise", "reject"], default="raise")
+    size = select.add_mutually_exclusive_group()
+    size.add_argument("--k", type=int, help="top-k, bottom-k, color: number of documents")
+    size.add_argument(
+        "--fraction",
+        type=float,
+        help="top-k, bottom-k: fraction of the documents; perplexity-correlations: the desired "
+        "filter ratio of tokens (default 0.1)",
+    )
+    select.add_argument("--at-least", type=float, help="threshold: keep scores >= this")
+    select.add_argument("--at-most", type=float, help="threshold: keep scores <= this")
+    select.add_argument("--tau", type=float, help="color: keep int(N / tau) documents")
+    select.add_argument(
+        "--cutoffs",
+        nargs=2,
+        type=float,
+        metavar=("HEAD", "MIDDLE"),
+        help="ccnet: perplexity cutoffs (default: the pool's 30th and 60th percentiles)",
+    )
+    select.add_argument(
+        "--keep-buckets", nargs="+", choices=["head", "middle", "tail"], default=["head"], help="ccnet"
+    )
+    select.add_argument("--threshold", type=float, help="min-k: scores above it are likely training members")
+    select.add_argument("--keep-members", action="store_true", help="min-k: keep the members instead")
+    select.add_argument(
+        "--benchmark-errors",
+        nargs="+",
+        type=float,
+        help="perplexity-correlations: each model's benchmark error (1 - accuracy), in --scores order",
+    )
+    select.add_argument("--estimator", choices=ESTIMATORS, default="spearmanr")
+    select.add_argument("--projection", choices=["linear", "l2"], default="linear")
+    select.add_argument("--tokens-column", default="tokens", help="perplexity-correlations: token counts")
     return parser
 
 
@@ -462,6 +606,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_classify(args)
         if args.command == "train-classifier":
             return run_train_classifier(args)
+        if args.command == "select":
+            return run_select(args)
         return run_featurize(args)
     except TokensieveError as e:
         print(f"tokensieve: error: {e}", file=sys.stderr)

@@ -12,7 +12,9 @@ __all__ = [
     "CorpusNotFoundError",
     "CorpusReadError",
     "InvalidArgumentError",
+    "MissingColumnError",
     "ModelFormatError",
+    "NaNScoreError",
     "TargetOutOfRangeError",
     "TokensieveError",
 ]
@@ -28,6 +30,24 @@ class InvalidArgumentError(TokensieveError, ValueError):
 
 class TargetOutOfRangeError(InvalidArgumentError):
     """A target token id is outside ``[0, V)`` and is not the ``ignore_index``."""
+
+
+class MissingColumnError(InvalidArgumentError):
+    """A table of scores lacks a column a method reads. ``column`` names it; the message also
+    names the file (if any) and the columns that are there."""
+
+    def __init__(self, message: str, column: str = "") -> None:
+        super().__init__(message)
+        self.column = column
+
+
+class NaNScoreError(InvalidArgumentError):
+    """Scores hold NaN (or null) and ``nan_policy="raise"`` was asked for. ``count`` is the number
+    of such rows; the message names the first few."""
+
+    def __init__(self, message: str, count: int = 0) -> None:
+        super().__init__(message)
+        self.count = count
 
 
 class BadRecordError(TokensieveError, ValueError):

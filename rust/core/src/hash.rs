@@ -16,7 +16,7 @@ use std::ops::Range;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::prefetch::prefetch;
+use crate::memory::prefetch;
 
 /// A named, frozen hash family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

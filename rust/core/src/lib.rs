@@ -12,9 +12,9 @@ pub mod error;
 pub mod fasttext;
 pub mod hash;
 pub mod io;
+mod memory;
 pub mod ngram;
 pub mod pool;
-mod prefetch;
 pub mod spill;
 pub mod text;
 

@@ -4,7 +4,7 @@
 //! element-wise (so they vectorise without reordering anything), dot products accumulate
 //! sequentially from 0.
 
-use crate::prefetch::prefetch_all;
+use crate::memory::prefetch_all;
 
 /// Sub-quantizer centroids per code (`ksub`).
 pub const KSUB: usize = 256;

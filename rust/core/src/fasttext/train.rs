@@ -29,13 +29,13 @@
 use std::cell::Cell;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
-use std::time::Duration;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::dictionary::{Dictionary, EOS, FeatureArgs, hash};
 use super::matrix::{DenseMatrix, Matrix};
 use super::model::{Args, FastTextModel, HsTree, Loss, SigmoidTable};
 use crate::error::{Error, Result};
+use crate::memory::huge_page_floats;
 
 /// fastText's supervised hyper-parameters, with its names in the comments.
 #[derive(Clone, Debug)]
@@ -744,7 +744,7 @@ impl<'a, W: Weight> Trainer<'a, W> {
 /// (the last block runs to the end), filled on up to `threads` threads.
 fn random_input(rows: usize, dim: usize, seed: i32, threads: usize) -> Vec<f32> {
     let total = rows * dim;
-    let mut data = vec![0.0f32; total];
+    let mut data = huge_page_floats(total);
     let a = 1.0 / dim as f64;
     let block = total / 10;
     let mut blocks: Vec<(usize, &mut [f32])> = Vec::with_capacity(10);

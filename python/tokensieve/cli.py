@@ -84,9 +84,11 @@ def run_dsir(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     dsir.fit()
     timings["fit"] = time.perf_counter() - start
+    raw_counts, target_counts = dsir.raw_counts, dsir.target_counts
+    assert raw_counts is not None and target_counts is not None  # set by fit()
     print(
-        f"  fit       {timings['fit']:7.2f} s  {int(dsir.raw_counts.sum()):,} raw and "
-        f"{int(dsir.target_counts.sum()):,} target n-grams"
+        f"  fit       {timings['fit']:7.2f} s  {int(raw_counts.sum()):,} raw and "
+        f"{int(target_counts.sum()):,} target n-grams"
     )
     start = time.perf_counter()
     weights = dsir.weights()

@@ -178,7 +178,6 @@ class DSIR:
         self._scores: tuple[np.ndarray, np.ndarray, ReadReport] | None = None
         #: Documents (or chunks) of the raw pool at its last read, to size the weights up front.
         self._raw_units: int | None = None
-        self._raw_report: ReadReport | None = None
         #: The raw pool's bucket ids spilled by fit() and the report of that read, until used.
         self._spill: tuple[str, ReadReport] | None = None
 
@@ -202,11 +201,11 @@ class DSIR:
             spill_dir = tempfile.mkdtemp(prefix="tokensieve-dsir-")
             weakref.finalize(self, shutil.rmtree, spill_dir, ignore_errors=True)
             spill = os.path.join(spill_dir, "raw-features.bin")
-        self.raw_counts = self._sum_counts(self.raw, include, "fit raw", spill=spill)
+        self.raw_counts, raw_report = self._sum_counts(self.raw, include, "fit raw", spill=spill)
         if spill is not None:
-            self._spill = (spill, self._raw_report)
+            self._spill = (spill, raw_report)
         self.target_counts = np.stack(
-            [self._sum_counts(source, None, f"fit {name}") for name, source in self.targets.items()]
+            [self._sum_counts(source, None, f"fit {name}")[0] for name, source in self.targets.items()]
         )
         return self
 
@@ -215,7 +214,10 @@ class DSIR:
         crossing it included)."""
         _, tokens, report = self._score_raw(np.zeros((0, self.featurizer.buckets)), "fit budget")
         n = self.feature_space["ngrams"]
-        features = sum(np.maximum(tokens.astype(np.int64) - i, 0) for i in range(n))
+        lengths = tokens.astype(np.int64)
+        features = np.zeros_like(lengths)
+        for i in range(n):  # a document of t tokens has max(t - i, 0) (i+1)-grams
+            features += np.maximum(lengths - i, 0)
         order = np.argsort(_document_uniforms(report, self.fit_seed, FIT_SAMPLE_STREAM), kind="stable")
         reached = np.cumsum(features[order]) >= budget
         stop = int(np.argmax(reached)) + 1 if reached.any() else len(order)
@@ -225,7 +227,9 @@ class DSIR:
 
     def _sum_counts(
         self, source: Any, include: npt.NDArray[np.bool_] | None, label: str, spill: str | None = None
-    ) -> npt.NDArray[np.int64]:
+    ) -> tuple[npt.NDArray[np.int64], ReadReport]:
+        """Bucket counts of ``source`` (of its ``include`` rows only, where given) and the read's
+        report. A read of the raw pool records its document count, which later reads expect."""
         core = self.featurizer._core
         if is_file_source(source):
             paths = corpus_files(source)
@@ -251,9 +255,8 @@ class DSIR:
         report = ReadReport._from_core(raw)
         report.log_skips()
         if source is self.raw:
-            self._raw_report = report
             self._raw_units = sum(_units(s) for s in report.sources)
-        return counts
+        return counts, report
 
     def _fitted(self) -> tuple[np.ndarray, np.ndarray]:
         if self.raw_counts is None or self.target_counts is None:
@@ -514,9 +517,9 @@ class DSIR:
         size = int(np.count_nonzero(selection.copies))
         random_pick = np.zeros(n, dtype=bool)
         random_pick[np.random.Generator(np.random.PCG64(seed)).choice(n, size=size, replace=False)] = True
-        kl_random = kl_divergence(target_dist, self._sum_counts(self.raw, random_pick, "kl random"))
+        kl_random = kl_divergence(target_dist, self._sum_counts(self.raw, random_pick, "kl random")[0])
         kl_selected = kl_divergence(
-            target_dist, self._sum_counts(self.raw, selection.copies > 0, "kl selection")
+            target_dist, self._sum_counts(self.raw, selection.copies > 0, "kl selection")[0]
         )
         return {"kl_random": kl_random, "kl_selected": kl_selected, "kl_reduction": kl_random - kl_selected}
 
@@ -714,9 +717,9 @@ class DSIR:
         return dsir
 
 
-def _mix(z: np.ndarray | np.uint64) -> np.ndarray:
+def _mix(value: np.ndarray | np.uint64) -> npt.NDArray[np.uint64]:
     """splitmix64's finaliser, elementwise on uint64 (wrapping)."""
-    z = np.asarray(z, dtype=np.uint64)
+    z: npt.NDArray[np.uint64] = np.asarray(value, dtype=np.uint64)
     with np.errstate(over="ignore"):
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)

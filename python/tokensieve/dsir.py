@@ -40,12 +40,12 @@ import numpy as np
 import numpy.typing as npt
 
 from tokensieve import _core
-from tokensieve.exceptions import InvalidArgumentError
+from tokensieve.exceptions import FeatureSpaceMismatchError, InvalidArgumentError
 from tokensieve.features import HashedNgrams, HashName, TokenizerName
 from tokensieve.io import OnError, ReadReport, SourceReport, corpus_files, is_file_source
 from tokensieve.progress import progress_bar
 
-__all__ = ["DSIR", "FeatureSpaceMismatchError", "Selection", "kl_divergence"]
+__all__ = ["DSIR", "Selection", "kl_divergence"]
 
 Method = Literal["gumbel", "topk", "replacement"]
 OutputFormat = Literal["jsonl", "jsonl.zst", "parquet"]
@@ -57,10 +57,6 @@ KL_EPSILON = 1e-10
 STATE_VERSION = 1
 #: The random stream of the ``num_tokens_to_fit`` sample (resampling uses one per target index).
 FIT_SAMPLE_STREAM = 2**32
-
-
-class FeatureSpaceMismatchError(InvalidArgumentError):
-    """A saved estimator was loaded into a different feature space."""
 
 
 def kl_divergence(p: npt.ArrayLike, q: npt.ArrayLike) -> float:
@@ -678,9 +674,11 @@ class DSIR:
     def load(cls, path: str | os.PathLike[str], raw: Any, **expected: Any) -> DSIR:
         """Loads an estimator saved by :meth:`save`, to weigh ``raw``. Feature-space arguments
         given in ``expected`` (``ngrams``, ``buckets``, ``tokenizer``, ``hash``, ``lowercase``)
-        must equal the saved ones, else :class:`FeatureSpaceMismatchError`; other keyword
-        arguments (``text_field``, ``on_error``, ``num_threads``, ``min_example_length``)
-        override the saved settings."""
+        must equal the saved ones, else :class:`~tokensieve.exceptions.FeatureSpaceMismatchError`;
+        other keyword arguments (``text_field``, ``on_error``, ``num_threads``,
+        ``min_example_length``) override the saved settings. A directory that holds no saved
+        estimator, or count arrays of another size, raise
+        :class:`~tokensieve.exceptions.InvalidArgumentError`."""
         directory = Path(path)
         try:
             state = json.loads((directory / "dsir.json").read_text())

@@ -43,6 +43,17 @@ from tokensieve import _core
 from tokensieve.exceptions import FeatureSpaceMismatchError, InvalidArgumentError
 from tokensieve.features import HashedNgrams, HashName, TokenizerName
 from tokensieve.io import OnError, ReadReport, SourceReport, corpus_files, is_file_source
+from tokensieve.output import (
+    file_sha256,
+    manifest_header,
+    prepare_output_dir,
+    remove_stale_shards,
+    shard_entries,
+    skipped_lines,
+    skipped_record_entries,
+    write_json,
+    write_npy,
+)
 from tokensieve.progress import progress_bar
 
 __all__ = ["DSIR", "Selection", "kl_divergence"]
@@ -535,11 +546,9 @@ class DSIR:
         twice. Each file is
         written under a temporary name and renamed when complete, the manifest last, so a
         killed run leaves no partial shard and rerunning it gives the same output."""
-        out_dir = Path(out)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        strangers = [p.name for p in out_dir.iterdir() if not _is_ours(p.name)]
-        if strangers:
-            raise InvalidArgumentError(f"{out_dir} holds files tokensieve did not write: {strangers[:5]}")
+        out_dir = prepare_output_dir(
+            out, lambda name: name.startswith("part-") or name in ("manifest.json", "manifest.json.tmp")
+        )
         start = time.perf_counter()
         report = self.report
         copies = np.ascontiguousarray(selection.copies, dtype=np.uint32)
@@ -547,7 +556,7 @@ class DSIR:
             written = _core.write_selected_files(
                 corpus_files(self.raw),
                 [_units(s) for s in report.sources],
-                _skipped_lines(report),
+                skipped_lines(report),
                 copies,
                 out_dir,
                 format=output_format,
@@ -569,12 +578,10 @@ class DSIR:
                 chunk_words=self.chunk_words,
             )
             shards = [(0, path, n)]
-        for stale in out_dir.glob("part-*"):
-            if stale not in {p for _, p, _ in shards}:
-                stale.unlink()
+        remove_stale_shards(out_dir, (p for _, p, _ in shards))
         manifest = self._manifest(selection, shards, time.perf_counter() - start)
         manifest_path = out_dir / "manifest.json"
-        _write_atomic(manifest_path, json.dumps(manifest, indent=2).encode())
+        write_json(manifest_path, manifest)
         return replace(selection, shards=tuple(p for _, p, _ in shards), manifest=manifest_path)
 
     def _manifest(
@@ -592,7 +599,7 @@ class DSIR:
                 {
                     "name": s.name,
                     "bytes": s.bytes,
-                    "sha256": _file_sha256(s.name) if is_file_source(self.raw) else None,
+                    "sha256": file_sha256(s.name) if is_file_source(self.raw) else None,
                     "records": s.records,
                     "documents": s.documents,
                     "chunks": s.chunks,
@@ -603,9 +610,7 @@ class DSIR:
                 }
             )
         return {
-            "tokensieve": _core.__version__,
-            "method": "dsir",
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **manifest_header("dsir"),
             "feature_space": self.feature_space,
             # What selected / not_selected / too_short count: documents, or their chunks.
             "unit": "document" if self.chunk_words is None else "chunk",
@@ -634,12 +639,9 @@ class DSIR:
                 "too_short": sum(source["too_short"] for source in sources),
                 "skipped": dict(report.skipped),
             },
-            "skipped_records": [
-                {"source": r.source, "line": r.line, "reason": r.reason, "detail": r.detail}
-                for r in report.skipped_records
-            ],
+            "skipped_records": skipped_record_entries(report),
             "sources": sources,
-            "shards": [{"source": i, "path": p.name, "documents": n} for i, p, n in shards],
+            "shards": shard_entries(shards),
             "write_seconds": write_seconds,
         }
 
@@ -650,11 +652,8 @@ class DSIR:
         raw, target = self._fitted()
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
-        for name, array in (("raw_counts.npy", raw), ("target_counts.npy", target)):
-            tmp = directory / (name + ".tmp")
-            with open(tmp, "wb") as f:
-                np.save(f, array, allow_pickle=False)
-            os.replace(tmp, directory / name)
+        write_npy(directory / "raw_counts.npy", raw)
+        write_npy(directory / "target_counts.npy", target)
         state = {
             "format": "tokensieve.dsir",
             "version": STATE_VERSION,
@@ -668,7 +667,7 @@ class DSIR:
             "num_tokens_to_fit": self.num_tokens_to_fit,
             "fit_seed": self.fit_seed,
         }
-        _write_atomic(directory / "dsir.json", json.dumps(state, indent=2).encode())
+        write_json(directory / "dsir.json", state)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], raw: Any, **expected: Any) -> DSIR:
@@ -804,18 +803,6 @@ def _units(source: SourceReport) -> int:
     return source.chunks or source.documents
 
 
-def _skipped_lines(report: ReadReport) -> list[list[int]] | None:
-    """Per source, the ascending lines of its skipped records other than blank lines; ``None``
-    when the report lists only the first of them."""
-    unlisted = report.skipped_total - report.skipped.get("blank_line", 0) - len(report.skipped_records)
-    if unlisted:
-        return None
-    by_name: dict[str, set[int]] = {}
-    for record in report.skipped_records:
-        by_name.setdefault(record.source, set()).add(record.line)
-    return [sorted(by_name.get(source.name, ())) for source in report.sources]
-
-
 def _rereadable(source: Any) -> Any:
     """``source``, or a list of its items if it is a one-shot iterator (e.g. a generator)."""
     if isinstance(source, Iterator):
@@ -835,24 +822,3 @@ def _source_keys(names: list[str]) -> np.ndarray:
         names = [os.path.relpath(os.path.abspath(name), root) for name in names]
     digests = (hashlib.sha256(name.encode("utf-8", "surrogatepass")).digest()[:8] for name in names)
     return np.array([int.from_bytes(d, "little") for d in digests], dtype=np.uint64)
-
-
-def _is_ours(name: str) -> bool:
-    return name.startswith("part-") or name in ("manifest.json", "manifest.json.tmp")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -14,8 +14,8 @@ import pytest
 
 from conftest import read_jsonl_zst
 from tokensieve import DSIR, _core
-from tokensieve.dsir import FeatureSpaceMismatchError, kl_divergence
-from tokensieve.exceptions import CorpusFormatError, InvalidArgumentError
+from tokensieve.dsir import kl_divergence
+from tokensieve.exceptions import CorpusFormatError, FeatureSpaceMismatchError, InvalidArgumentError
 from tokensieve.io import Files
 
 
@@ -232,6 +232,8 @@ def test_save_and_load_round_trip_and_refuse_another_feature_space(corpus, fitte
     np.testing.assert_array_equal(loaded.weights(), fitted.weights())
     with pytest.raises(FeatureSpaceMismatchError, match="buckets: asked 20000, saved 10000"):
         DSIR.load(tmp_path / "est", Files(corpus["raw"]), buckets=20000)
+    with pytest.raises(FeatureSpaceMismatchError, match=r"ngrams: asked 3, saved 2.*lowercase: asked False"):
+        DSIR.load(tmp_path / "est", Files(corpus["raw"]), ngrams=3, lowercase=False)
     with pytest.raises(InvalidArgumentError, match="not a saved DSIR"):
         DSIR.load(tmp_path / "nowhere", Files(corpus["raw"]))
 

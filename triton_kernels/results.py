@@ -28,7 +28,8 @@ class SegmentStats(NamedTuple):
     """Per-document statistics, each of shape ``[D]``: ``count`` int64, the rest fp32 (or the
     torch reference's float64)."""
 
-    count: torch.Tensor
+    # The public field name; it shadows tuple.count, which a result has no use for.
+    count: torch.Tensor  # type: ignore[assignment]
     sum: torch.Tensor
     mean: torch.Tensor
     min: torch.Tensor

@@ -134,7 +134,7 @@ def token_stats_reference(
     ]
     if not parts:
         empty = flat_logits.new_empty(0, dtype=compute_dtype)
-        parts = [TokenStats(*([empty] * 6), empty.long())]
+        parts = [TokenStats._make([*([empty] * 6), empty.long()])]
     return TokenStats(*(torch.cat(column).reshape(targets.shape) for column in zip(*parts, strict=True)))
 
 
@@ -425,4 +425,4 @@ def token_stats_triton(
             num_warps=4,
         )
     shape = targets.shape
-    return TokenStats(*(o.reshape(shape) for o in out), argmax.reshape(shape))
+    return TokenStats._make([*(o.reshape(shape) for o in out), argmax.reshape(shape)])

@@ -3,7 +3,8 @@
 The public API is organised one module per capability: :mod:`tokensieve.features` (hashed
 n-gram features), :mod:`tokensieve.dsir` (importance resampling), :mod:`tokensieve.fasttext`
 (fastText classifiers), :mod:`tokensieve.io` (corpus inputs and read reports),
-:mod:`tokensieve.exceptions`, and the command line in :mod:`tokensieve.cli`.
+:mod:`tokensieve.exceptions`, :mod:`tokensieve.output` (atomic writes and manifest parts of the
+selection writers), and the command line in :mod:`tokensieve.cli`.
 """
 
 from tokensieve import dsir, exceptions, fasttext, features, io

@@ -10,7 +10,6 @@ classifier and keeps the best documents; ``tokensieve train-classifier`` trains 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys
@@ -33,6 +32,18 @@ from tokensieve.exceptions import (
 )
 from tokensieve.features import HashedNgrams
 from tokensieve.io import Files, ReadReport, corpus_files
+from tokensieve.output import (
+    file_sha256,
+    manifest_header,
+    prepare_output_dir,
+    remove_stale_shards,
+    shard_entries,
+    skipped_lines,
+    skipped_record_entries,
+    write_atomic,
+    write_json,
+    write_npy,
+)
 
 __all__ = ["main"]
 
@@ -84,9 +95,11 @@ def run_dsir(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     dsir.fit()
     timings["fit"] = time.perf_counter() - start
+    raw_counts, target_counts = dsir.raw_counts, dsir.target_counts
+    assert raw_counts is not None and target_counts is not None  # set by fit()
     print(
-        f"  fit       {timings['fit']:7.2f} s  {int(dsir.raw_counts.sum()):,} raw and "
-        f"{int(dsir.target_counts.sum()):,} target n-grams"
+        f"  fit       {timings['fit']:7.2f} s  {int(raw_counts.sum()):,} raw and "
+        f"{int(target_counts.sum()):,} target n-grams"
     )
     start = time.perf_counter()
     weights = dsir.weights()
@@ -164,10 +177,7 @@ def run_featurize(args: argparse.Namespace) -> int:
     print(f"{int(counts.sum()):,} n-grams in {int(np.count_nonzero(counts)):,} of {counts.size:,} buckets")
     if args.out:
         out = Path(args.out)
-        tmp = out.with_name(out.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, counts)
-        os.replace(tmp, out)
+        write_npy(out, counts)
         print(f"wrote {out}")
     return 0
 
@@ -178,15 +188,9 @@ def run_classify(args: argparse.Namespace) -> int:
     fraction, the selected documents as shards; ``manifest.json`` accounts for every record."""
     from tokensieve import _core
     from tokensieve import fasttext as tsft
-    from tokensieve.dsir import _file_sha256, _skipped_lines, _write_atomic
 
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    strangers = [
-        p.name for p in out_dir.iterdir() if not (p.name.startswith(("part-", "manifest.json", "scores.npy")))
-    ]
-    if strangers:
-        raise InvalidArgumentError(f"{out_dir} holds files tokensieve did not write: {strangers[:5]}")
+    ours = ("part-", "manifest.json", "scores.npy")  # and their .tmp files
+    out_dir = prepare_output_dir(args.out, lambda name: name.startswith(ours))
     model = tsft.load_model(args.model, num_threads=args.num_threads)
     label = args.label if args.label is not None else model.labels[0]
     paths = corpus_files(Files(args.input))
@@ -208,7 +212,7 @@ def run_classify(args: argparse.Namespace) -> int:
         f"scored {report.documents:,} documents ({mb:.1f} MB of text) with P({full_label}) in "
         f"{score_seconds:.2f} s ({mb / max(score_seconds, 1e-9):.1f} MB/s); {report.summary()}"
     )
-    _write_atomic(out_dir / "scores.npy", _npy_bytes(scores))
+    write_npy(out_dir / "scores.npy", scores)
     ranked = np.where(np.isnan(scores), -np.inf, scores)
     selection: dict = {"mode": "scores only"}
     copies = None
@@ -227,7 +231,7 @@ def run_classify(args: argparse.Namespace) -> int:
         shards = _core.write_selected_files(
             paths,
             [s.documents for s in report.sources],
-            _skipped_lines(report),
+            skipped_lines(report),
             copies,
             out_dir,
             format=args.format,
@@ -235,11 +239,7 @@ def run_classify(args: argparse.Namespace) -> int:
             on_error=args.on_error,
             num_threads=args.num_threads,
         )
-        for stale in out_dir.glob("part-*"):
-            if str(stale) not in {p for _, p, _ in shards} and stale.name not in {
-                Path(p).name for _, p, _ in shards
-            }:
-                stale.unlink()
+        remove_stale_shards(out_dir, (p for _, p, _ in shards))
     chosen = copies.astype(bool) if copies is not None else np.zeros(len(scores), dtype=bool)
     sources, end = [], 0
     for s in report.sources:
@@ -248,7 +248,7 @@ def run_classify(args: argparse.Namespace) -> int:
             {
                 "name": s.name,
                 "bytes": s.bytes,
-                "sha256": _file_sha256(s.name),
+                "sha256": file_sha256(s.name),
                 "records": s.records,
                 "documents": s.documents,
                 "selected": int(chosen[begin:end].sum()),
@@ -258,10 +258,8 @@ def run_classify(args: argparse.Namespace) -> int:
         )
     finite = scores[~np.isnan(scores)]
     manifest = {
-        "tokensieve": _core.__version__,
-        "method": "fasttext-classifier",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "model": {"path": str(Path(args.model).resolve()), "sha256": _file_sha256(args.model), **model.args},
+        **manifest_header("fasttext-classifier"),
+        "model": {"path": str(Path(args.model).resolve()), "sha256": file_sha256(args.model), **model.args},
         "config": {
             "label": full_label,
             "preset": args.preset,
@@ -288,15 +286,12 @@ def run_classify(args: argparse.Namespace) -> int:
             "not_selected": int(len(scores) - chosen.sum()),
             "skipped": dict(report.skipped),
         },
-        "skipped_records": [
-            {"source": r.source, "line": r.line, "reason": r.reason, "detail": r.detail}
-            for r in report.skipped_records
-        ],
+        "skipped_records": skipped_record_entries(report),
         "sources": sources,
-        "shards": [{"source": i, "path": Path(p).name, "documents": n} for i, p, n in shards],
+        "shards": shard_entries(shards),
         "score_seconds": score_seconds,
     }
-    _write_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
+    write_json(out_dir / "manifest.json", manifest)
     print(
         f"documents: selected {int(chosen.sum()):,} / not selected {int(len(scores) - chosen.sum()):,}; "
         f"records skipped {report.skipped_total:,} (of {report.records:,}); "
@@ -306,12 +301,6 @@ def run_classify(args: argparse.Namespace) -> int:
 
 
 QUANTILES = ("0.1", "0.5", "0.9")
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
 
 
 def run_train_classifier(args: argparse.Namespace) -> int:
@@ -378,16 +367,10 @@ def run_select(args: argparse.Namespace) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tokensieve import _core
-    from tokensieve.dsir import _file_sha256, _write_atomic
     from tokensieve.methods.tables import DEFAULT_COLUMNS, READS, select_from_tables
 
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     ours = {"selected.parquet", "selected.jsonl", "manifest.json"}
-    strangers = [p.name for p in out_dir.iterdir() if p.name not in ours and not p.name.endswith(".tmp")]
-    if strangers:
-        raise InvalidArgumentError(f"{out_dir} holds files tokensieve did not write: {strangers[:5]}")
+    out_dir = prepare_output_dir(args.out, lambda name: name in ours or name.endswith(".tmp"))
     tables = [_read_scores(path) for path in args.scores]
     method_options = sorted({name for reads in READS.values() for name in reads})
     options = {name: getattr(args, name) for name in ("column", "id_column", "nan_policy", *method_options)}
@@ -403,17 +386,15 @@ def run_select(args: argparse.Namespace) -> int:
     else:
         records = zip(*(np.asarray(v).tolist() for v in columns.values()), strict=True)
         data = "".join(json.dumps(dict(zip(columns, r, strict=True))) + "\n" for r in records).encode()
-    _write_atomic(out_dir / name, data)
+    write_atomic(out_dir / name, data)
     other = out_dir / f"selected.{'jsonl' if args.format == 'parquet' else 'parquet'}"
     other.unlink(missing_ok=True)  # from an earlier run in the other format
     counts = result.counts
     manifest = {
-        "tokensieve": _core.__version__,
+        **manifest_header(args.method),
         "command": "select",
-        "method": args.method,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "inputs": [
-            {"path": str(Path(p).resolve()), "sha256": _file_sha256(p), "rows": t.num_rows}
+            {"path": str(Path(p).resolve()), "sha256": file_sha256(p), "rows": t.num_rows}
             for p, t in zip(args.scores, tables, strict=True)
         ],
         "config": {
@@ -426,7 +407,7 @@ def run_select(args: argparse.Namespace) -> int:
         "counts": counts,
         "output": {"file": name, "rows": int(rows.size)},
     }
-    _write_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
+    write_json(out_dir / "manifest.json", manifest)
     print(
         f"{args.method}: selected {counts['selected']:,} / rejected {counts['rejected']:,} / NaN score "
         f"{counts['rejected_nan']:,} of {counts['rows']:,} rows; {name} + manifest.json in {out_dir}"

@@ -40,12 +40,23 @@ import numpy as np
 import numpy.typing as npt
 
 from tokensieve import _core
-from tokensieve.exceptions import InvalidArgumentError
+from tokensieve.exceptions import FeatureSpaceMismatchError, InvalidArgumentError
 from tokensieve.features import HashedNgrams, HashName, TokenizerName
 from tokensieve.io import OnError, ReadReport, SourceReport, corpus_files, is_file_source
+from tokensieve.output import (
+    file_sha256,
+    manifest_header,
+    prepare_output_dir,
+    remove_stale_shards,
+    shard_entries,
+    skipped_lines,
+    skipped_record_entries,
+    write_json,
+    write_npy,
+)
 from tokensieve.progress import progress_bar
 
-__all__ = ["DSIR", "FeatureSpaceMismatchError", "Selection", "kl_divergence"]
+__all__ = ["DSIR", "Selection", "kl_divergence"]
 
 Method = Literal["gumbel", "topk", "replacement"]
 OutputFormat = Literal["jsonl", "jsonl.zst", "parquet"]
@@ -57,10 +68,6 @@ KL_EPSILON = 1e-10
 STATE_VERSION = 1
 #: The random stream of the ``num_tokens_to_fit`` sample (resampling uses one per target index).
 FIT_SAMPLE_STREAM = 2**32
-
-
-class FeatureSpaceMismatchError(InvalidArgumentError):
-    """A saved estimator was loaded into a different feature space."""
 
 
 def kl_divergence(p: npt.ArrayLike, q: npt.ArrayLike) -> float:
@@ -178,7 +185,6 @@ class DSIR:
         self._scores: tuple[np.ndarray, np.ndarray, ReadReport] | None = None
         #: Documents (or chunks) of the raw pool at its last read, to size the weights up front.
         self._raw_units: int | None = None
-        self._raw_report: ReadReport | None = None
         #: The raw pool's bucket ids spilled by fit() and the report of that read, until used.
         self._spill: tuple[str, ReadReport] | None = None
 
@@ -202,11 +208,11 @@ class DSIR:
             spill_dir = tempfile.mkdtemp(prefix="tokensieve-dsir-")
             weakref.finalize(self, shutil.rmtree, spill_dir, ignore_errors=True)
             spill = os.path.join(spill_dir, "raw-features.bin")
-        self.raw_counts = self._sum_counts(self.raw, include, "fit raw", spill=spill)
+        self.raw_counts, raw_report = self._sum_counts(self.raw, include, "fit raw", spill=spill)
         if spill is not None:
-            self._spill = (spill, self._raw_report)
+            self._spill = (spill, raw_report)
         self.target_counts = np.stack(
-            [self._sum_counts(source, None, f"fit {name}") for name, source in self.targets.items()]
+            [self._sum_counts(source, None, f"fit {name}")[0] for name, source in self.targets.items()]
         )
         return self
 
@@ -215,7 +221,10 @@ class DSIR:
         crossing it included)."""
         _, tokens, report = self._score_raw(np.zeros((0, self.featurizer.buckets)), "fit budget")
         n = self.feature_space["ngrams"]
-        features = sum(np.maximum(tokens.astype(np.int64) - i, 0) for i in range(n))
+        lengths = tokens.astype(np.int64)
+        features = np.zeros_like(lengths)
+        for i in range(n):  # a document of t tokens has max(t - i, 0) (i+1)-grams
+            features += np.maximum(lengths - i, 0)
         order = np.argsort(_document_uniforms(report, self.fit_seed, FIT_SAMPLE_STREAM), kind="stable")
         reached = np.cumsum(features[order]) >= budget
         stop = int(np.argmax(reached)) + 1 if reached.any() else len(order)
@@ -225,7 +234,9 @@ class DSIR:
 
     def _sum_counts(
         self, source: Any, include: npt.NDArray[np.bool_] | None, label: str, spill: str | None = None
-    ) -> npt.NDArray[np.int64]:
+    ) -> tuple[npt.NDArray[np.int64], ReadReport]:
+        """Bucket counts of ``source`` (of its ``include`` rows only, where given) and the read's
+        report. A read of the raw pool records its document count, which later reads expect."""
         core = self.featurizer._core
         if is_file_source(source):
             paths = corpus_files(source)
@@ -251,9 +262,8 @@ class DSIR:
         report = ReadReport._from_core(raw)
         report.log_skips()
         if source is self.raw:
-            self._raw_report = report
             self._raw_units = sum(_units(s) for s in report.sources)
-        return counts
+        return counts, report
 
     def _fitted(self) -> tuple[np.ndarray, np.ndarray]:
         if self.raw_counts is None or self.target_counts is None:
@@ -514,9 +524,9 @@ class DSIR:
         size = int(np.count_nonzero(selection.copies))
         random_pick = np.zeros(n, dtype=bool)
         random_pick[np.random.Generator(np.random.PCG64(seed)).choice(n, size=size, replace=False)] = True
-        kl_random = kl_divergence(target_dist, self._sum_counts(self.raw, random_pick, "kl random"))
+        kl_random = kl_divergence(target_dist, self._sum_counts(self.raw, random_pick, "kl random")[0])
         kl_selected = kl_divergence(
-            target_dist, self._sum_counts(self.raw, selection.copies > 0, "kl selection")
+            target_dist, self._sum_counts(self.raw, selection.copies > 0, "kl selection")[0]
         )
         return {"kl_random": kl_random, "kl_selected": kl_selected, "kl_reduction": kl_random - kl_selected}
 
@@ -536,11 +546,9 @@ class DSIR:
         twice. Each file is
         written under a temporary name and renamed when complete, the manifest last, so a
         killed run leaves no partial shard and rerunning it gives the same output."""
-        out_dir = Path(out)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        strangers = [p.name for p in out_dir.iterdir() if not _is_ours(p.name)]
-        if strangers:
-            raise InvalidArgumentError(f"{out_dir} holds files tokensieve did not write: {strangers[:5]}")
+        out_dir = prepare_output_dir(
+            out, lambda name: name.startswith("part-") or name in ("manifest.json", "manifest.json.tmp")
+        )
         start = time.perf_counter()
         report = self.report
         copies = np.ascontiguousarray(selection.copies, dtype=np.uint32)
@@ -548,7 +556,7 @@ class DSIR:
             written = _core.write_selected_files(
                 corpus_files(self.raw),
                 [_units(s) for s in report.sources],
-                _skipped_lines(report),
+                skipped_lines(report),
                 copies,
                 out_dir,
                 format=output_format,
@@ -570,12 +578,10 @@ class DSIR:
                 chunk_words=self.chunk_words,
             )
             shards = [(0, path, n)]
-        for stale in out_dir.glob("part-*"):
-            if stale not in {p for _, p, _ in shards}:
-                stale.unlink()
+        remove_stale_shards(out_dir, (p for _, p, _ in shards))
         manifest = self._manifest(selection, shards, time.perf_counter() - start)
         manifest_path = out_dir / "manifest.json"
-        _write_atomic(manifest_path, json.dumps(manifest, indent=2).encode())
+        write_json(manifest_path, manifest)
         return replace(selection, shards=tuple(p for _, p, _ in shards), manifest=manifest_path)
 
     def _manifest(
@@ -593,7 +599,7 @@ class DSIR:
                 {
                     "name": s.name,
                     "bytes": s.bytes,
-                    "sha256": _file_sha256(s.name) if is_file_source(self.raw) else None,
+                    "sha256": file_sha256(s.name) if is_file_source(self.raw) else None,
                     "records": s.records,
                     "documents": s.documents,
                     "chunks": s.chunks,
@@ -604,9 +610,7 @@ class DSIR:
                 }
             )
         return {
-            "tokensieve": _core.__version__,
-            "method": "dsir",
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **manifest_header("dsir"),
             "feature_space": self.feature_space,
             # What selected / not_selected / too_short count: documents, or their chunks.
             "unit": "document" if self.chunk_words is None else "chunk",
@@ -635,12 +639,9 @@ class DSIR:
                 "too_short": sum(source["too_short"] for source in sources),
                 "skipped": dict(report.skipped),
             },
-            "skipped_records": [
-                {"source": r.source, "line": r.line, "reason": r.reason, "detail": r.detail}
-                for r in report.skipped_records
-            ],
+            "skipped_records": skipped_record_entries(report),
             "sources": sources,
-            "shards": [{"source": i, "path": p.name, "documents": n} for i, p, n in shards],
+            "shards": shard_entries(shards),
             "write_seconds": write_seconds,
         }
 
@@ -651,11 +652,8 @@ class DSIR:
         raw, target = self._fitted()
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
-        for name, array in (("raw_counts.npy", raw), ("target_counts.npy", target)):
-            tmp = directory / (name + ".tmp")
-            with open(tmp, "wb") as f:
-                np.save(f, array, allow_pickle=False)
-            os.replace(tmp, directory / name)
+        write_npy(directory / "raw_counts.npy", raw)
+        write_npy(directory / "target_counts.npy", target)
         state = {
             "format": "tokensieve.dsir",
             "version": STATE_VERSION,
@@ -669,15 +667,17 @@ class DSIR:
             "num_tokens_to_fit": self.num_tokens_to_fit,
             "fit_seed": self.fit_seed,
         }
-        _write_atomic(directory / "dsir.json", json.dumps(state, indent=2).encode())
+        write_json(directory / "dsir.json", state)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], raw: Any, **expected: Any) -> DSIR:
         """Loads an estimator saved by :meth:`save`, to weigh ``raw``. Feature-space arguments
         given in ``expected`` (``ngrams``, ``buckets``, ``tokenizer``, ``hash``, ``lowercase``)
-        must equal the saved ones, else :class:`FeatureSpaceMismatchError`; other keyword
-        arguments (``text_field``, ``on_error``, ``num_threads``, ``min_example_length``)
-        override the saved settings."""
+        must equal the saved ones, else :class:`~tokensieve.exceptions.FeatureSpaceMismatchError`;
+        other keyword arguments (``text_field``, ``on_error``, ``num_threads``,
+        ``min_example_length``) override the saved settings. A directory that holds no saved
+        estimator, or count arrays of another size, raise
+        :class:`~tokensieve.exceptions.InvalidArgumentError`."""
         directory = Path(path)
         try:
             state = json.loads((directory / "dsir.json").read_text())
@@ -714,9 +714,9 @@ class DSIR:
         return dsir
 
 
-def _mix(z: np.ndarray | np.uint64) -> np.ndarray:
+def _mix(value: np.ndarray | np.uint64) -> npt.NDArray[np.uint64]:
     """splitmix64's finaliser, elementwise on uint64 (wrapping)."""
-    z = np.asarray(z, dtype=np.uint64)
+    z: npt.NDArray[np.uint64] = np.asarray(value, dtype=np.uint64)
     with np.errstate(over="ignore"):
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
@@ -803,18 +803,6 @@ def _units(source: SourceReport) -> int:
     return source.chunks or source.documents
 
 
-def _skipped_lines(report: ReadReport) -> list[list[int]] | None:
-    """Per source, the ascending lines of its skipped records other than blank lines; ``None``
-    when the report lists only the first of them."""
-    unlisted = report.skipped_total - report.skipped.get("blank_line", 0) - len(report.skipped_records)
-    if unlisted:
-        return None
-    by_name: dict[str, set[int]] = {}
-    for record in report.skipped_records:
-        by_name.setdefault(record.source, set()).add(record.line)
-    return [sorted(by_name.get(source.name, ())) for source in report.sources]
-
-
 def _rereadable(source: Any) -> Any:
     """``source``, or a list of its items if it is a one-shot iterator (e.g. a generator)."""
     if isinstance(source, Iterator):
@@ -834,24 +822,3 @@ def _source_keys(names: list[str]) -> np.ndarray:
         names = [os.path.relpath(os.path.abspath(name), root) for name in names]
     digests = (hashlib.sha256(name.encode("utf-8", "surrogatepass")).digest()[:8] for name in names)
     return np.array([int.from_bytes(d, "little") for d in digests], dtype=np.uint64)
-
-
-def _is_ours(name: str) -> bool:
-    return name.startswith("part-") or name in ("manifest.json", "manifest.json.tmp")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -11,6 +11,7 @@ __all__ = [
     "CorpusFormatError",
     "CorpusNotFoundError",
     "CorpusReadError",
+    "FeatureSpaceMismatchError",
     "InvalidArgumentError",
     "MissingColumnError",
     "ModelFormatError",
@@ -30,6 +31,11 @@ class InvalidArgumentError(TokensieveError, ValueError):
 
 class TargetOutOfRangeError(InvalidArgumentError):
     """A target token id is outside ``[0, V)`` and is not the ``ignore_index``."""
+
+
+class FeatureSpaceMismatchError(InvalidArgumentError):
+    """A saved estimator was loaded with feature-space arguments (n-gram order, buckets,
+    tokenizer, hash, lowercasing) other than those it was fitted with; the message names each."""
 
 
 class MissingColumnError(InvalidArgumentError):

@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, TypeGuard, Union
 
 from tokensieve import _core
 
@@ -166,7 +166,7 @@ class Files:
         object.__setattr__(self, "paths", tuple(os.fspath(p) for p in items))
 
 
-def is_file_source(source: object) -> bool:
+def is_file_source(source: object) -> TypeGuard[PathLike | Sequence[PathLike] | Files]:
     """Whether ``source`` names files: a ``str`` or ``os.PathLike`` path, a :class:`Files`, or
     a non-empty list of ``os.PathLike``. A list of ``str`` is texts."""
     if isinstance(source, (str, os.PathLike, Files)):

@@ -134,7 +134,15 @@ def segment_reduce(
         InvalidArgumentError: bad shapes, dtypes or devices; (torch backend) ``cu_seqlens`` that
             decrease or leave ``[0, N]``. The Triton backend clamps such offsets instead.
     """
-    kwargs = {"cu_seqlens": cu_seqlens, "doc_ids": doc_ids, "mask": mask, "num_docs": num_docs}
     if _use_triton(backend, values):
-        return _segment.segment_reduce_triton(values, **kwargs)
-    return _segment.segment_reduce_reference(values, **kwargs, compute_dtype=_torch_dtype(values))
+        return _segment.segment_reduce_triton(
+            values, cu_seqlens=cu_seqlens, doc_ids=doc_ids, mask=mask, num_docs=num_docs
+        )
+    return _segment.segment_reduce_reference(
+        values,
+        cu_seqlens=cu_seqlens,
+        doc_ids=doc_ids,
+        mask=mask,
+        num_docs=num_docs,
+        compute_dtype=_torch_dtype(values),
+    )

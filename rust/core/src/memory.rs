@@ -24,28 +24,27 @@ pub(crate) fn prefetch_all(values: &[f32]) {
     }
 }
 
-/// A zeroed vector of `len` floats whose pages are not yet touched, backed by 2 MiB pages where
-/// Linux allows it (transparent huge pages in `madvise` mode, the common default).
+/// Asks Linux to back `values` with 2 MiB pages (transparent huge pages in `madvise` mode, the
+/// common default); call it on a fresh `vec![0; n]`, before the pages are first written.
 ///
-/// For matrices read row by row at random (fastText's gigabyte input matrices): with 4 KiB
-/// pages nearly every row costs a TLB miss, and prefetches that miss the TLB are often dropped.
-pub(crate) fn huge_page_floats(len: usize) -> Vec<f32> {
-    // calloc of this size maps fresh zero pages without touching them, so the advice takes
-    // effect when they are first written.
-    let v = vec![0f32; len];
+/// For tables read at random (fastText's gigabyte input matrices, its dictionary): with 4 KiB
+/// pages nearly every access costs a TLB miss, and prefetches that miss the TLB are often
+/// dropped. Elsewhere, or if the kernel declines, nothing changes.
+pub(crate) fn advise_huge_pages<T>(values: &[T]) {
     #[cfg(target_os = "linux")]
     {
         const HUGE: usize = 2 << 20;
-        let start = v.as_ptr() as usize;
+        let start = values.as_ptr() as usize;
         let first = start.next_multiple_of(HUGE);
-        let end = (start + std::mem::size_of_val(v.as_slice())) / HUGE * HUGE;
+        let end = (start + std::mem::size_of_val(values)) / HUGE * HUGE;
         if end > first {
-            // SAFETY: the range lies inside `v`'s allocation; MADV_HUGEPAGE only changes how the
-            // kernel backs it (the advice failing is harmless and ignored).
+            // SAFETY: the range lies inside `values`; MADV_HUGEPAGE only changes how the kernel
+            // backs it (failing advice is harmless and ignored).
             unsafe {
                 libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE);
             }
         }
     }
-    v
+    #[cfg(not(target_os = "linux"))]
+    let _ = values;
 }

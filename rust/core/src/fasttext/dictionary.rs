@@ -9,6 +9,7 @@
 //! * Unknown tokens add no row but their hash still joins word n-grams; `</s>` does too.
 
 use crate::error::{Error, Result};
+use crate::memory::{advise_huge_pages, prefetch};
 
 /// The end-of-line token every line ends with.
 pub const EOS: &[u8] = b"</s>";
@@ -94,6 +95,7 @@ impl Dictionary {
             table_shift: 64 - capacity.trailing_zeros(),
             args,
         };
+        advise_huge_pages(&dict.table);
         for id in 0..size {
             let word = dict.entry(id);
             let h = hash(word);
@@ -103,9 +105,14 @@ impl Dictionary {
         Ok(dict)
     }
 
+    #[inline]
+    fn home_slot(&self, h: u32) -> usize {
+        (u64::from(h).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.table_shift) as usize
+    }
+
     fn find_slot(&self, word: &[u8], h: u32) -> usize {
         let mask = self.table.len() - 1;
-        let mut slot = (u64::from(h).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.table_shift) as usize;
+        let mut slot = self.home_slot(h);
         loop {
             let cell = self.table[slot];
             if cell == 0 || ((cell >> 32) as u32 == h && self.entry((cell as u32 - 1) as usize) == word) {
@@ -227,9 +234,18 @@ impl Dictionary {
         hashes: &mut Vec<i32>,
         scratch: &mut Vec<u8>,
     ) {
+        // Hash every token first and prefetch its table slot, so the lookups that follow
+        // overlap their cache misses instead of taking them one after another.
+        let hashed: Vec<(&[u8], u32)> = tokens
+            .into_iter()
+            .map(|token| {
+                let h = hash(token);
+                prefetch(&self.table[self.home_slot(h)]);
+                (token, h)
+            })
+            .collect();
         hashes.clear();
-        for token in tokens {
-            let h = hash(token);
+        for (token, h) in hashed {
             match self.id(token, h) {
                 Some(id) if id >= self.nwords => {} // a label
                 None if token.starts_with(LABEL_PREFIX) => {}

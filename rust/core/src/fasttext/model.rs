@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use super::dictionary::{Dictionary, FeatureArgs};
 use super::matrix::{DenseMatrix, KSUB, Matrix, ProductQuantizer, QuantMatrix};
 use crate::error::{Error, Result};
-use crate::memory::huge_page_floats;
+use crate::memory::advise_huge_pages;
 
 /// `FASTTEXT_FILEFORMAT_MAGIC_INT32`.
 pub const MAGIC: i32 = 793_712_314;
@@ -246,7 +246,9 @@ impl<R: BufRead> Source<R> {
 
     fn floats(&mut self, count: u64, what: &str) -> Result<Vec<f32>> {
         self.room(count, 4, what)?;
-        let mut v = huge_page_floats(count as usize);
+        // calloc maps fresh zero pages for this size without touching them.
+        let mut v = vec![0f32; count as usize];
+        advise_huge_pages(&v);
         // SAFETY: the bytes of an f32 slice may hold any bit pattern; the length is exact.
         let bytes = unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), v.len() * 4) };
         self.read(bytes, what)?;

@@ -35,7 +35,7 @@ use super::dictionary::{Dictionary, EOS, FeatureArgs, hash};
 use super::matrix::{DenseMatrix, Matrix};
 use super::model::{Args, FastTextModel, HsTree, Loss, SigmoidTable};
 use crate::error::{Error, Result};
-use crate::memory::huge_page_floats;
+use crate::memory::advise_huge_pages;
 
 /// fastText's supervised hyper-parameters, with its names in the comments.
 #[derive(Clone, Debug)]
@@ -744,7 +744,8 @@ impl<'a, W: Weight> Trainer<'a, W> {
 /// (the last block runs to the end), filled on up to `threads` threads.
 fn random_input(rows: usize, dim: usize, seed: i32, threads: usize) -> Vec<f32> {
     let total = rows * dim;
-    let mut data = huge_page_floats(total);
+    let mut data = vec![0.0f32; total];
+    advise_huge_pages(&data);
     let a = 1.0 / dim as f64;
     let block = total / 10;
     let mut blocks: Vec<(usize, &mut [f32])> = Vec::with_capacity(10);

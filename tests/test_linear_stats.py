@@ -43,6 +43,7 @@ SMALL = linear_module.LinearLaunch(
     dw_block_tokens=16,
 )
 #: Unit roundoff of each operand dtype: gradients pass through it twice (dz, then the result).
+#: bf16 is one ulp: the interpreter truncates fp32 -> bf16 where a GPU rounds to nearest.
 EPS = {torch.float32: 2.0**-24, torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
@@ -189,7 +190,9 @@ def test_reference_loss_passes_gradcheck(seed, monkeypatch: pytest.MonkeyPatch) 
     ],
     ids=["plain", "bias-softcap-temperature", "leading-dims"],
 )
-def test_linear_token_stats_match_float64_reference(device, seed, dtype, shape, dim, options) -> None:
+def test_linear_token_stats_match_float64_reference(
+    device, seed, poisoned, dtype, shape, dim, options
+) -> None:
     vocab = 203  # not a multiple of the 32-wide vocabulary tiles
     hidden, weight, bias, targets = lm_head_case(
         torch.Generator().manual_seed(seed), shape, dim, vocab, dtype, device
@@ -327,7 +330,7 @@ def triton_loss_and_grads(hidden, weight, targets, weights, z_loss, grad_scale: 
     [(torch.float32, 0.0), (torch.float32, 1e-3), (torch.float16, 1e-3), (torch.bfloat16, 0.0)],
     ids=str,
 )
-def test_weighted_nll_and_gradients_match_float64_autograd(device, seed, dtype, z_loss) -> None:
+def test_weighted_nll_and_gradients_match_float64_autograd(device, seed, poisoned, dtype, z_loss) -> None:
     hidden, weight, targets, weights = weighted_case(seed, dtype, device)
     # 37 tokens in chunks of 16 (the last one ragged), D = 40 (not a multiple of 16)
     loss, g_hidden, g_weight, g_weights = triton_loss_and_grads(

@@ -28,13 +28,15 @@ tokens at a time (section 6b's 6NDV scheme; Liger's FLCE does the same): the for
 also stores the chunk's fp32 logits, a second kernel turns them into ``dz`` (in the operand dtype)
 once the chunk's rows are merged, and two GEMMs give ``grad_hidden[chunk] = dz @ weight`` (one
 complete reduction over V inside cuBLAS, fp32 accumulators) and ``grad_weight += dz^T @ hidden[chunk]``
-(a Triton GEMM whose fp32 accumulator tile starts from the previous chunks' sum). Each output
-element is reduced by one program, over its K range in order and then over the chunks in order,
-so the gradients are bitwise reproducible without atomics; ``grad_weight`` is accumulated in fp32
-and rounded to the weight's dtype once. Recomputing the logits in ``backward`` instead would add
-2NDV (8NDV in all; 90.7 ms at N=16384, D=4096, V=128256 at the measured 759 TFLOP/s bf16 ceiling,
-above the 85 ms target), and storing all of them is the N x V memory this module avoids.
-``backward`` only scales the stored gradients by the incoming gradient.
+(a Triton GEMM whose fp32 accumulator tile starts from the previous chunks' sum). Each element
+of ``grad_weight`` is reduced by one program, over the chunk's tokens in order and then chunk
+after chunk, in fp32, and rounded to the weight's dtype once; cuBLAS's GEMM is run-to-run
+reproducible on a stream: the gradients are bitwise reproducible, with no atomics. Recomputing
+the logits in ``backward`` instead would add 2NDV (8NDV in all: 90.7 ms at N=16384, D=4096,
+V=128256 at the measured 759 TFLOP/s bf16 ceiling, above the 85 ms target), and keeping all of
+them is the N x V memory this module avoids. The price is memory while a chunk is processed:
+its fp32 logits and their gradient (2 GiB by default) and the fp32 ``grad_weight`` (V x D x 4
+bytes). ``backward`` only scales the stored gradients by the incoming gradient.
 """
 
 from __future__ import annotations
@@ -404,6 +406,7 @@ def _nll_grad_logits_kernel(
     p = tl.exp2((z - m[:, None] + max_logprob[:, None]) * LOG2E_K)
     one_hot = tl.where(cols[None, :] == target[:, None], 1.0, 0.0)
     grad = coef[:, None] * (p * (1.0 + two_z_loss * lse)[:, None] - one_hot)
+    # rounded to nearest on a GPU (the interpreter truncates to bf16)
     tl.store(grad_ptr + offs, grad.to(grad_ptr.dtype.element_ty), mask=live)
 
 

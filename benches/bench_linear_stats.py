@@ -335,7 +335,7 @@ def sweep(torch, bench, hidden, weight, targets, flops, ceiling_ms) -> list[dict
         ]
     ]  # fmt: skip
     for launch in forward:
-        for splits in (None, 1, 2):
+        for splits in (None, 4, 8, 16):
 
             def call(launch=launch, splits=splits):
                 with torch.no_grad():

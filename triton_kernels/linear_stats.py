@@ -17,9 +17,9 @@ applied before the padded columns are masked to -inf; the tile then updates per-
 statistics with the closed-form rescaling of ``token_stats`` (max ``m``, base-2 sums ``s0``,
 ``s1``, ``s2``, ``sx``, first argmax) and, when a row's target falls in the tile, its logit is
 read out of the tile. The partial states go to an fp32 ``[6, N * splits]`` buffer that
-``token_stats``' merge kernel combines in a fixed order. Programs of one split are launched next
-to each other so that, running together, they read the same weight tiles out of L2. No atomics,
-no host synchronisation: deterministic and CUDA-graph capturable.
+``token_stats``' merge kernel combines in a fixed order. The programs of a wave cover a few row
+tiles and several splits, so that the hidden and weight tiles they walk together stay in L2
+(``_grid_shape``). No atomics, no host synchronisation: deterministic and CUDA-graph capturable.
 
 Gradients. ``loss = sum_t c_t * (lse_t - z_{t,y_t} + z_loss * lse_t^2)`` with ``c_t = w_t`` (0
 for ignored tokens) has ``dloss/dz_{t,j} = c_t * (p_{t,j} * (1 + 2 z_loss lse_t) - [j = y_t])``.
@@ -269,6 +269,7 @@ def _linear_stats_partial_kernel(
     stride_row,
     stride_w,
     n_row_tiles,
+    group_rows,
     split_size,
     scale,
     softcap,
@@ -284,11 +285,15 @@ def _linear_stats_partial_kernel(
     BLOCK_V: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    # programs of one split are adjacent: they run together and read the same weight tiles
+    # programs run in groups of group_rows row tiles x all splits (about one wave): together they
+    # hold group_rows hidden tiles and n_splits weight tiles in L2 while they walk the vocabulary
     pid = tl.program_id(0)
-    split = pid // n_row_tiles
     n_splits = tl.num_programs(0) // n_row_tiles
-    rows = (pid % n_row_tiles).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    in_group = group_rows * n_splits
+    first_tile = (pid // in_group) * group_rows
+    tiles_here = tl.minimum(n_row_tiles - first_tile, group_rows)
+    split = (pid % in_group) // tiles_here
+    rows = (first_tile + (pid % in_group) % tiles_here).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_live = rows < n_rows
     # rows past the end re-read the last row (no masks in the D loop); their results are dropped
     safe_rows = tl.minimum(rows, n_rows - 1)
@@ -488,7 +493,7 @@ class LinearLaunch:
     num_warps: int = 8
     num_stages: int = 3
     dw_block_v: int = 128
-    dw_block_d: int = 256
+    dw_block_d: int = 128
     dw_block_tokens: int = 64
     dw_num_warps: int = 8
     dw_num_stages: int = 3
@@ -526,17 +531,24 @@ def _dot_settings(dtype: torch.dtype) -> tuple[bool, str]:
     return upcast, "ieee" if upcast or dtype == torch.float32 else "tf32"
 
 
-def _default_splits(device: torch.device, n_row_tiles: int, n_blocks: int) -> int:
-    """The fewest vocabulary splits that keep the last wave of programs at least 90% full (one
-    program per SM: the tiles are large), at most one split per vocabulary block."""
+def _grid_shape(device: torch.device, n_row_tiles: int, n_blocks: int, splits: int | None) -> tuple[int, int]:
+    """(vocabulary splits, row tiles per group). A program holds one hidden tile (block_n x D,
+    1 MiB at D = 4096) for its whole walk over the vocabulary, far more than shared memory, so the
+    tiles come from L2: the programs running together must share few of them. A wave (one
+    program per SM: the tiles use all registers) is therefore group_rows row tiles x splits, at
+    least 8 splits (at D = 4096: 16 hidden + 8 weight tiles in L2, every weight tile read from
+    HBM once per 16 row tiles), and enough splits that the last wave is 90% full."""
     if device.type != "cuda":
-        return 1
+        return splits or 1, max(1, 4 // (splits or 1))  # any shape is correct; small groups for tests
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    for splits in range(1, n_blocks + 1):
-        programs = n_row_tiles * splits
-        if programs >= sms * 0.9 and programs / (triton.cdiv(programs, sms) * sms) >= 0.9:
-            return splits
-    return n_blocks
+    if splits is None:
+        splits = n_blocks
+        for s in range(min(8, n_blocks), n_blocks + 1):
+            programs = n_row_tiles * s
+            if programs >= sms * 0.9 and programs / (triton.cdiv(programs, sms) * sms) >= 0.9:
+                splits = s
+                break
+    return splits, max(1, sms // splits)
 
 
 @dataclass(frozen=True)
@@ -593,10 +605,9 @@ def _fused_stats(
     n_rows = rows.count
     n_row_tiles = triton.cdiv(n_rows, launch.block_n)
     n_blocks = triton.cdiv(vocab, launch.block_v)
-    if splits is None:
-        splits = _default_splits(weight.device, n_row_tiles, n_blocks)
-    if splits < 1:
+    if splits is not None and splits < 1:
         raise InvalidArgumentError(f"splits must be >= 1, got {splits}")
+    splits, group_rows = _grid_shape(weight.device, n_row_tiles, n_blocks, splits)
     split_size = triton.cdiv(n_blocks, min(splits, n_blocks)) * launch.block_v
     n_splits = triton.cdiv(vocab, split_size)
     parts = torch.empty((6, n_rows * n_splits), dtype=torch.float32, device=weight.device)
@@ -621,6 +632,7 @@ def _fused_stats(
         rows.stride_row,
         weight.stride(0),
         n_row_tiles,
+        group_rows,
         split_size,
         scale,
         cap,

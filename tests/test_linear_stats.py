@@ -305,6 +305,29 @@ def test_empty_and_all_ignored(device) -> None:
     assert loss.item() == 0.0 and w.grad is not None and not w.grad.any()
 
 
+def test_no_allocation_grows_with_n_times_v(device, seed, monkeypatch: pytest.MonkeyPatch) -> None:
+    hidden, weight, targets, weights = weighted_case(seed, torch.float16, device, n=64, vocab=250)
+    sizes: list[int] = []
+    for name in ("empty", "zeros", "ones"):
+        allocate = getattr(torch, name)
+
+        def recording(*args, allocate=allocate, **kwargs):
+            t = allocate(*args, **kwargs)
+            sizes.append(t.numel())
+            return t
+
+        monkeypatch.setattr(torch, name, recording)
+    with torch.no_grad():
+        linear_module.linear_token_stats_triton(hidden, weight, targets, launch=SMALL, splits=3)
+        linear_module.linear_weighted_nll_triton(hidden, weight, targets, weights, launch=SMALL, splits=3)
+    assert max(sizes) == 6 * 64 * 3  # the partial states: O(N x splits)
+    sizes.clear()
+    w = weight.clone().requires_grad_()
+    linear_module.linear_weighted_nll_triton(hidden, w, targets, launch=SMALL, chunk_tokens=16).backward()
+    assert max(sizes) == 250 * 40  # the fp32 grad_weight; the logits live 16 tokens at a time
+    assert 16 * 250 in sizes and 64 * 250 not in sizes
+
+
 # ---------------------------------------------------------------------------------------------
 # linear_weighted_nll
 

@@ -766,9 +766,9 @@ def _loss_and_gradients(
     row_max = torch.empty(n, dtype=torch.float32, device=device)
     grads = need_hidden or need_weight
     grad_hidden = torch.empty((n, dim), dtype=hidden.dtype, device=device) if need_hidden else None
-    # fp32 accumulator; the first chunk overwrites it (zeros only matter when there is none)
-    grad_weight = (torch.empty if n else torch.zeros)((vocab, dim), dtype=torch.float32, device=device)
-    grad_weight = grad_weight if need_weight else None
+    grad_weight = None
+    if need_weight:  # fp32 accumulator; the first chunk overwrites it (zeros if there is none)
+        grad_weight = (torch.empty if n else torch.zeros)((vocab, dim), dtype=torch.float32, device=device)
     chunk, logits, grad_logits = max(n, 1), None, None
     if grads and n > 0:
         chunk = _chunk_rows(n, vocab, weight.element_size(), launch.block_n, options.chunk_tokens)

@@ -16,10 +16,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from importlib import metadata
 from typing import Any
 
-from common import write_result
+from common import extra_memory, gpu, write_result
 
 VOCABS = [32000, 128256, 151936, 256000]
 SAMPLE_ROWS = 64
@@ -42,27 +41,11 @@ def main() -> int:
         return 0
     with torch.inference_mode():
         rows = run(args, torch)
-    path = write_result("bench_token_stats", {"config": vars(args), "gpu": gpu(torch), "rows": rows})
+    path = write_result(
+        "bench_token_stats", {"config": vars(args), "gpu": gpu(torch, ("liger-kernel",)), "rows": rows}
+    )
     print(f"\nwritten: {path}")
     return 0
-
-
-def gpu(torch) -> dict[str, Any]:
-    props = torch.cuda.get_device_properties(0)
-    versions = {}
-    for dist in ("torch", "triton", "liger-kernel"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
-    return {
-        "name": props.name,
-        "sms": props.multi_processor_count,
-        "memory_gib": round(props.total_memory / 2**30, 1),
-        "capability": f"{props.major}.{props.minor}",
-        "cuda": torch.version.cuda,
-        "versions": versions,
-    }
 
 
 def run(args, torch) -> list[dict[str, Any]]:
@@ -75,15 +58,6 @@ def run(args, torch) -> list[dict[str, Any]]:
     def bench(fn: Callable[[], Any]) -> tuple[float, float, float]:
         p50, p20, p80 = triton.testing.do_bench(fn, warmup=25, rep=100, quantiles=[0.5, 0.2, 0.8])
         return p50, p20, p80
-
-    def extra_memory(fn: Callable[[], Any]) -> int:
-        torch.cuda.synchronize()
-        torch.cuda.empty_cache()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        fn()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - base
 
     def stats_fp32(logits, targets):
         logp = torch.log_softmax(logits.float(), dim=-1)
@@ -167,7 +141,7 @@ def run(args, torch) -> list[dict[str, Any]]:
 
                 try:
                     p50, p20, p80 = bench(call)
-                    mem = extra_memory(call)
+                    mem = extra_memory(torch, call)
                     got = logprob_of(logits[sample], safe[sample])
                     err = float((got.double() - want.logprob).abs().max())
                 except torch.OutOfMemoryError:

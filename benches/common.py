@@ -82,3 +82,33 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def gpu(torch, dists: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The CUDA device the numbers were taken on, with torch's, triton's and `dists`' versions."""
+    props = torch.cuda.get_device_properties(0)
+    versions = {}
+    for dist in ("torch", "triton", *dists):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return {
+        "name": props.name,
+        "sms": props.multi_processor_count,
+        "memory_gib": round(props.total_memory / 2**30, 1),
+        "capability": f"{props.major}.{props.minor}",
+        "cuda": torch.version.cuda,
+        "versions": versions,
+    }
+
+
+def extra_memory(torch, fn: Callable[[], Any]) -> int:
+    """Bytes `fn` allocates on the GPU at its peak beyond what is allocated before the call."""
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - base

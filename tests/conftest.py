@@ -57,3 +57,17 @@ def corpus_slice(shared_data: Path) -> list[str]:
     ]:
         texts.extend(r["text"] for r in read_jsonl_zst(shared_data / f"{name}.jsonl.zst", n))
     return texts
+
+
+@pytest.fixture
+def poisoned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every buffer torch.empty allocates (the kernels' outputs and scratch) starts as 1234.5
+    (floats) or -7 (integers), so an element a kernel fails to write shows up as a wrong value."""
+    torch = pytest.importorskip("torch")
+    empty = torch.empty
+
+    def poisoned_empty(*args, **kwargs):
+        t = empty(*args, **kwargs)
+        return t.fill_(1234.5 if t.is_floating_point() else -7)
+
+    monkeypatch.setattr(torch, "empty", poisoned_empty)

@@ -45,8 +45,11 @@ from .results import TokenStats
 
 __all__ = [
     "TokenStats",
+    "check_scales",
     "check_token_stats_args",
+    "ignored_or_raise",
     "interpreted",
+    "reference_rows",
     "token_stats_reference",
     "token_stats_triton",
 ]
@@ -83,10 +86,31 @@ def check_token_stats_args(
         raise InvalidArgumentError("logits have an empty vocabulary dimension (V = 0)")
     if logits.device != targets.device:
         raise InvalidArgumentError(f"logits are on {logits.device} but targets on {targets.device}")
+    check_scales(temperature, softcap)
+
+
+def check_scales(temperature: float, softcap: float | None) -> None:
+    """Raises :class:`~tokensieve.exceptions.InvalidArgumentError` unless ``temperature`` is
+    finite and > 0 and ``softcap`` is None or finite and > 0."""
     if not (math.isfinite(temperature) and temperature > 0):
         raise InvalidArgumentError(f"temperature must be finite and > 0, got {temperature}")
     if softcap is not None and not (math.isfinite(softcap) and softcap > 0):
         raise InvalidArgumentError(f"softcap must be None or finite and > 0, got {softcap}")
+
+
+def ignored_or_raise(flat_targets: torch.Tensor, ignore_index: int, vocab: int) -> torch.Tensor:
+    """The mask of ``ignore_index`` targets; raises
+    :class:`~tokensieve.exceptions.TargetOutOfRangeError` (a host synchronisation) for any other
+    target outside ``[0, vocab)``."""
+    ignored = flat_targets == ignore_index
+    bad = ~ignored & ((flat_targets < 0) | (flat_targets >= vocab))
+    if bool(bad.any()):
+        first = int(bad.nonzero()[0, 0])
+        raise TargetOutOfRangeError(
+            f"target {int(flat_targets[first])} at flat position {first} is outside [0, {vocab}) "
+            f"and is not ignore_index ({ignore_index})"
+        )
+    return ignored
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,17 +136,10 @@ def token_stats_reference(
     vocab = logits.shape[-1]
     flat_logits = logits.reshape(-1, vocab)
     flat_targets = targets.reshape(-1).long()
-    ignored = flat_targets == ignore_index
-    bad = ~ignored & ((flat_targets < 0) | (flat_targets >= vocab))
-    if bool(bad.any()):
-        first = int(bad.nonzero()[0, 0])
-        raise TargetOutOfRangeError(
-            f"target {int(flat_targets[first])} at flat position {first} is outside [0, {vocab}) "
-            f"and is not ignore_index ({ignore_index})"
-        )
+    ignored = ignored_or_raise(flat_targets, ignore_index, vocab)
     rows = max(1, REFERENCE_CHUNK_ELEMENTS // vocab)
     parts = [
-        _reference_rows(
+        reference_rows(
             flat_logits[i : i + rows],
             flat_targets[i : i + rows],
             ignored[i : i + rows],
@@ -138,7 +155,7 @@ def token_stats_reference(
     return TokenStats(*(torch.cat(column).reshape(targets.shape) for column in zip(*parts, strict=True)))
 
 
-def _reference_rows(
+def reference_rows(
     logits: torch.Tensor,
     targets: torch.Tensor,
     ignored: torch.Tensor,
@@ -146,6 +163,8 @@ def _reference_rows(
     softcap: float | None,
     compute_dtype: torch.dtype,
 ) -> TokenStats:
+    """The statistics of ``[rows, V]`` logits (any float dtype, turned into ``compute_dtype``)
+    with their ``targets`` and ``ignored`` mask (targets already checked), materialised."""
     z = logits.to(compute_dtype)
     if softcap is not None:
         z = softcap * torch.tanh(z / softcap)
@@ -263,6 +282,7 @@ def _token_stats_merge_kernel(
     var_ptr,
     max_logprob_ptr,
     argmax_ptr,
+    row_max_ptr,  # the merged maximum m of the softcapped logits, when STORE_ROW_MAX
     n_rows,
     vocab,
     stride_row,
@@ -273,6 +293,8 @@ def _token_stats_merge_kernel(
     softcap_scale,
     n_splits,
     HAS_SOFTCAP: tl.constexpr,
+    TARGET_IN_PARTS: tl.constexpr,  # part row 5 holds the softcapped target logit (linear_stats)
+    STORE_ROW_MAX: tl.constexpr,
     BLOCK_ROWS: tl.constexpr,
     SPLITS: tl.constexpr,
 ):
@@ -301,8 +323,12 @@ def _token_stats_merge_kernel(
     target = tl.load(targets_ptr + rows, mask=row_live, other=0).to(tl.int64)
     ignored = target == ignore_index
     in_range = (target >= 0) & (target < vocab) & ~ignored
-    x_target = tl.load(logits_ptr + rows * stride_row + target, mask=row_live & in_range, other=0.0)
-    c_target = _capped_logits(x_target, softcap, softcap_scale, HAS_SOFTCAP)
+    if TARGET_IN_PARTS:
+        # the split holding the target wrote its logit, every other split 0: the sum is exact
+        c_target = tl.sum(tl.load(part_ptr + 5 * n_parts + parts, mask=live, other=0.0), 1)
+    else:
+        x_target = tl.load(logits_ptr + rows * stride_row + target, mask=row_live & in_range, other=0.0)
+        c_target = _capped_logits(x_target, softcap, softcap_scale, HAS_SOFTCAP)
 
     log_s0 = tl.log(s0)
     mean_d = s1 / s0
@@ -315,6 +341,8 @@ def _token_stats_merge_kernel(
     tl.store(var_ptr + rows, tl.maximum(s2 / s0 - mean_d * mean_d, 0.0) * (LN2 * LN2), mask=row_live)
     tl.store(max_logprob_ptr + rows, -log_s0, mask=row_live)
     tl.store(argmax_ptr + rows, arg.to(tl.int64), mask=row_live)
+    if STORE_ROW_MAX:
+        tl.store(row_max_ptr + rows, m, mask=row_live)
 
 
 def interpreted() -> bool:
@@ -410,6 +438,7 @@ def token_stats_triton(
             part_args,
             *out,
             argmax,
+            argmax,  # no row maximum stored
             n_rows,
             vocab,
             flat.stride(0),
@@ -420,6 +449,8 @@ def token_stats_triton(
             cap_scale,
             n_splits,
             HAS_SOFTCAP=softcap is not None,
+            TARGET_IN_PARTS=False,
+            STORE_ROW_MAX=False,
             BLOCK_ROWS=block_rows,
             SPLITS=triton.next_power_of_2(n_splits),
             num_warps=4,

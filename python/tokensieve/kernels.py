@@ -3,7 +3,10 @@
 :func:`token_stats` reads ``[..., V]`` logits once and returns fp32 ``logprob`` (log p(target)),
 ``lse``, ``entropy``, ``sum_p2``, ``var_logp``, ``max_logprob`` and ``argmax`` per token: what
 perplexity, bits-per-byte, PreSelect, perplexity correlations, CoLoR-Filter, Min-K%, Min-K%++,
-EL2N, Rho-1 and cascades need. :func:`segment_reduce` gives per-document count, sum, mean, min
+EL2N, Rho-1 and cascades need. :func:`linear_token_stats` gives the same statistics straight from
+the hidden states and the LM head, never materialising the ``N x V`` logits, and
+:func:`linear_weighted_nll` is the matching training loss with per-token weights (Rho-1 masks,
+loss reweighting) and z-loss, differentiable. :func:`segment_reduce` gives per-document count, sum, mean, min
 and max; :func:`bottom_k_mean` (Min-K%), :func:`quantiles` (cascades) and
 :func:`top_k_token_mask` (Rho-1) are the order statistics.
 
@@ -23,6 +26,7 @@ from typing import Literal
 import torch
 
 from tokensieve.exceptions import InvalidArgumentError
+from tokensieve.triton_kernels import linear_stats as _linear
 from tokensieve.triton_kernels import segment_reduce as _segment
 from tokensieve.triton_kernels import token_stats as _token
 from tokensieve.triton_kernels.results import SegmentStats, TokenStats
@@ -33,6 +37,8 @@ __all__ = [
     "SegmentStats",
     "TokenStats",
     "bottom_k_mean",
+    "linear_token_stats",
+    "linear_weighted_nll",
     "quantiles",
     "segment_reduce",
     "token_stats",
@@ -98,6 +104,107 @@ def token_stats(
         temperature=temperature,
         softcap=softcap,
         compute_dtype=_torch_dtype(logits),
+    )
+
+
+def linear_token_stats(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    bias: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    temperature: float = 1.0,
+    softcap: float | None = None,
+    shift: bool = False,
+    backend: Backend = "auto",
+) -> TokenStats:
+    """:func:`token_stats` of the logits ``hidden @ weight.T + bias``, without materialising them.
+
+    The Triton backend multiplies tiles of ``hidden`` and ``weight`` (fp16/bf16 operands on the
+    tensor cores, fp32 accumulation) and folds each tile into the running statistics; its extra
+    memory is a few fp32 values per token and vocabulary split, not ``N x V``. The torch backend
+    materialises the logits a chunk of tokens at a time.
+
+    Args:
+        hidden: ``[*targets.shape, D]`` final hidden states (float16, bfloat16 or float32;
+            float64 on the torch backend); with ``shift=True``, ``[B, T, D]``.
+        weight: ``[V, D]`` LM head (output embedding), the dtype of ``hidden``.
+        targets: integer tensor: the next token of each position, or with ``shift=True`` the
+            ``[B, T]`` input ids (position t is scored on token t + 1).
+        bias: optional ``[V]`` bias of the LM head.
+        ignore_index, temperature, softcap: as in :func:`token_stats` (softcap then temperature
+            apply to the biased logits).
+        shift: score ``hidden[:, :-1]`` on ``targets[:, 1:]`` (the causal shift) without copying
+            ``hidden``; the statistics are then ``[B, T - 1]``.
+        backend: ``"auto"``, ``"triton"`` or ``"torch"`` (module docstring).
+
+    Returns:
+        :class:`TokenStats` shaped like ``targets`` (``[B, T - 1]`` with ``shift=True``), with the
+        dtypes and semantics of :func:`token_stats`.
+
+    Raises:
+        InvalidArgumentError: bad shapes, dtypes (``weight`` must match ``hidden``), devices,
+            temperature or softcap.
+        TargetOutOfRangeError: (torch backend) a target outside ``[0, V)`` that is not
+            ``ignore_index``; the Triton backend gives ``logprob = NaN`` instead.
+    """
+    kwargs = {
+        "bias": bias,
+        "ignore_index": ignore_index,
+        "temperature": temperature,
+        "softcap": softcap,
+        "shift": shift,
+    }
+    if _use_triton(backend, hidden):
+        return _linear.linear_token_stats_triton(hidden, weight, targets, **kwargs)
+    return _linear.linear_token_stats_reference(
+        hidden, weight, targets, **kwargs, compute_dtype=_torch_dtype(hidden)
+    )
+
+
+def linear_weighted_nll(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    z_loss: float = 0.0,
+    *,
+    backend: Backend = "auto",
+) -> torch.Tensor:
+    """The training loss ``sum_t w_t * (nll_t + z_loss * lse_t^2)`` of the LM head, fused.
+
+    ``nll_t = -log softmax(hidden_t @ weight.T)[targets_t]`` and ``lse_t`` its logsumexp; the
+    sum runs over the tokens whose target is not ``ignore_index``. Divide by the token count (or
+    the sum of the weights) for a mean. Differentiable with respect to ``hidden``, ``weight`` and
+    ``weights``: on the Triton backend the gradients are formed while the loss is computed (from
+    the same logits, one chunk of tokens at a time, never all ``N x V`` of them), accumulated in
+    fp32 in a fixed order (bitwise reproducible), and ``backward`` scales them; under
+    ``torch.no_grad()`` it is a single forward pass.
+
+    Args:
+        hidden: ``[*targets.shape, D]`` float16, bfloat16 or float32 (float64 on the torch backend).
+        weight: ``[V, D]``, the dtype of ``hidden``.
+        targets: integer tensor, the next token of each position.
+        weights: optional float tensor shaped like ``targets``: per-token weights (a Rho-1
+            selection mask, loss-based reweighting); ``None`` weighs every token 1.
+        ignore_index: targets equal to it contribute nothing.
+        z_loss: coefficient of the ``lse^2`` penalty (PaLM's z-loss), >= 0.
+        backend: ``"auto"``, ``"triton"`` or ``"torch"`` (module docstring).
+
+    Returns:
+        A 0-d fp32 tensor (float64 for float64 inputs on the torch backend).
+
+    Raises:
+        InvalidArgumentError: bad shapes, dtypes, devices, weights or z_loss.
+        TargetOutOfRangeError: (torch backend) a target outside ``[0, V)`` that is not
+            ``ignore_index``; on the Triton backend the loss is NaN instead.
+    """
+    if _use_triton(backend, hidden):
+        return _linear.linear_weighted_nll_triton(hidden, weight, targets, weights, ignore_index, z_loss)
+    return _linear.linear_weighted_nll_reference(
+        hidden, weight, targets, weights, ignore_index, z_loss, compute_dtype=_torch_dtype(hidden)
     )
 
 

@@ -198,8 +198,8 @@ def linear_token_stats_reference(
         )
     if not parts:
         empty = flat_h.new_empty(0, dtype=compute_dtype)
-        parts = [TokenStats(*([empty] * 6), empty.long())]
-    return TokenStats(*(torch.cat(column).reshape(shape) for column in zip(*parts, strict=True)))
+        parts = [TokenStats._make([*([empty] * 6), empty.long()])]
+    return TokenStats._make(torch.cat(column).reshape(shape) for column in zip(*parts, strict=True))
 
 
 def linear_weighted_nll_reference(
@@ -724,7 +724,7 @@ def linear_token_stats_triton(
             splits=splits,
             full_stats=True,
         )
-    return TokenStats(*(o.reshape(shape) for o in out), argmax.reshape(shape))
+    return TokenStats._make([*(o.reshape(shape) for o in out), argmax.reshape(shape)])
 
 
 def _chunk_rows(n_rows: int, vocab: int, operand_bytes: int, block: int, chunk_tokens: int | None) -> int:

@@ -149,17 +149,27 @@ def linear_token_stats(
         TargetOutOfRangeError: (torch backend) a target outside ``[0, V)`` that is not
             ``ignore_index``; the Triton backend gives ``logprob = NaN`` instead.
     """
-    kwargs = {
-        "bias": bias,
-        "ignore_index": ignore_index,
-        "temperature": temperature,
-        "softcap": softcap,
-        "shift": shift,
-    }
     if _use_triton(backend, hidden):
-        return _linear.linear_token_stats_triton(hidden, weight, targets, **kwargs)
+        return _linear.linear_token_stats_triton(
+            hidden,
+            weight,
+            targets,
+            bias=bias,
+            ignore_index=ignore_index,
+            temperature=temperature,
+            softcap=softcap,
+            shift=shift,
+        )
     return _linear.linear_token_stats_reference(
-        hidden, weight, targets, **kwargs, compute_dtype=_torch_dtype(hidden)
+        hidden,
+        weight,
+        targets,
+        bias=bias,
+        ignore_index=ignore_index,
+        temperature=temperature,
+        softcap=softcap,
+        shift=shift,
+        compute_dtype=_torch_dtype(hidden),
     )
 
 

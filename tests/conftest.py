@@ -57,3 +57,15 @@ def corpus_slice(shared_data: Path) -> list[str]:
     ]:
         texts.extend(r["text"] for r in read_jsonl_zst(shared_data / f"{name}.jsonl.zst", n))
     return texts
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch intra-op thread for the module's tests: the tiny models of the scoring tests
+    run several times faster on one thread than on threads contending for a shared machine's
+    cores (their results do not depend on the thread count)."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -3,7 +3,10 @@
 The public API is organised one module per capability: :mod:`tokensieve.features` (hashed
 n-gram features), :mod:`tokensieve.dsir` (importance resampling), :mod:`tokensieve.fasttext`
 (fastText classifiers), :mod:`tokensieve.io` (corpus inputs and read reports),
-:mod:`tokensieve.exceptions`, and the command line in :mod:`tokensieve.cli`.
+:mod:`tokensieve.exceptions`, and the command line in :mod:`tokensieve.cli`. Modules with
+optional dependencies are imported on their own: :mod:`tokensieve.kernels` (torch, triton),
+:mod:`tokensieve.scoring` (language-model scores), :mod:`tokensieve.training` (tiny models for
+tests and examples) and :mod:`tokensieve.plotting` (matplotlib).
 """
 
 from tokensieve import dsir, exceptions, fasttext, features, io

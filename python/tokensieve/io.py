@@ -30,7 +30,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal, Union
+from typing import IO, Any, Literal, NamedTuple, Union
 
 from tokensieve import _core
 from tokensieve.exceptions import (
@@ -269,12 +269,11 @@ class Record:
     id: str
 
 
-class _Skip(Exception):  # noqa: N818 (a value, never raised out of this module)
+class _Skip(NamedTuple):
     """Why a record is not a document: a reason of :data:`SKIP_REASONS` and a detail."""
 
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(reason, detail)
-        self.reason, self.detail = reason, detail
+    reason: str
+    detail: str
 
 
 @dataclass

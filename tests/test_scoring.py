@@ -208,9 +208,9 @@ def test_the_kernel_path_under_the_triton_interpreter(scorer: TokenScorer, texts
     if not token_module.interpreted():
         pytest.skip("the kernels were not imported under TRITON_INTERPRET=1")
     s = TokenScorer(scorer.model, scorer.tokenizer, backend="triton")
-    docs = texts[:3]
-    table = s.score(docs, max_length=32, stride=20)
-    expected = reference_rows(scorer.model, hf_encode(scorer.tokenizer), docs, max_length=32, stride=20)
+    docs = texts[:2]  # the interpreter runs each program in numpy: a hundred tokens or so
+    table = s.score(docs, max_length=24, stride=16)
+    expected = reference_rows(scorer.model, hf_encode(scorer.tokenizer), docs, max_length=24, stride=16)
     assert_rows_match(table, expected, rtol=1e-4)  # fp32 per-document sums in the kernel
 
 

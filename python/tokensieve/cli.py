@@ -515,7 +515,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     score.add_argument("--input", nargs="+", required=True, help="files, directories or globs")
     score.add_argument("--out", required=True, help="Parquet file to write (the manifest goes next to it)")
-    score.add_argument("--max-length", type=int, default=None, help="tokens per window (default: 1024)")
+    score.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="tokens per window (default: 1024, or the model's maximum if smaller)",
+    )
     score.add_argument("--stride", type=int, default=None, help="window stride (default: max-length - 1)")
     score.add_argument("--batch-size", type=int, default=8, help="rows of max-length tokens per forward pass")
     score.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")

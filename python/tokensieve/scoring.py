@@ -68,9 +68,10 @@ reductions use :mod:`tokensieve.kernels` too, in float64 on CPU.
 
 **Memory** stays bounded on any corpus size with :meth:`TokenScorer.score_to_parquet`: the
 input is streamed (:class:`~tokensieve.io.DocumentReader`), tokenised on a background thread a
-chunk ahead, and rows are written as each chunk is reduced; a chunk holds about 16 forward
-passes of tokens (or one document, if longer). Results do not depend on the chunking, except
-for floating-point rounding in the batched matrix products.
+chunk ahead (a chunk holds about 16 forward passes of tokens, or one document if longer), and
+each chunk's rows go into a Parquet row group of 65,536 rows held in columns allocated once.
+Results do not depend on the chunking, except for floating-point rounding in the batched
+matrix products.
 
 Needs torch, transformers (or a ``tokenizers.Tokenizer``) and pyarrow:
 ``pip install tokensieve[scoring]``.
@@ -314,6 +315,9 @@ class TokenScorer:
         add_special_tokens: encode with the tokenizer's special tokens (BOS), as the
             references do.
         backend: the :mod:`tokensieve.kernels` backend (``"auto"``: Triton on CUDA).
+
+    The model is put in eval mode. Construction runs two probes of a few tokens (the LM head
+    check and the packing probe).
 
     Raises:
         InvalidArgumentError: the model's logits are not its LM head applied to its hidden

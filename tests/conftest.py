@@ -71,3 +71,15 @@ def poisoned(monkeypatch: pytest.MonkeyPatch) -> None:
         return t.fill_(1234.5 if t.is_floating_point() else -7)
 
     monkeypatch.setattr(torch, "empty", poisoned_empty)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch intra-op thread for the module's tests: the tiny models of the scoring tests
+    run several times faster on one thread than on threads contending for a shared machine's
+    cores (their results do not depend on the thread count)."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

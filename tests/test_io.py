@@ -6,6 +6,7 @@ import gzip
 import json
 import multiprocessing
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from tokensieve.exceptions import (
     CorpusReadError,
     InvalidArgumentError,
 )
-from tokensieve.io import Files, corpus_files, scan
+from tokensieve.io import DocumentReader, Files, ReadReport, corpus_files, scan
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -261,3 +262,96 @@ def test_progress_reaches_the_stored_size_and_a_raising_callback_stops_the_read(
 
     with pytest.raises(StopError):
         core.sum_counts_files([str(path)], progress=stop, **options)
+
+
+# ---------------------------------------------------------------------------------------------
+# DocumentReader: the same policy, for documents streamed to Python
+
+
+def read_all(source, **kwargs) -> tuple[list, ReadReport]:
+    reader = DocumentReader(source, **kwargs)
+    records = [record for batch in reader for record in batch]
+    return records, reader.report
+
+
+def without_parse_details(report: ReadReport) -> ReadReport:
+    """The report with the parsers' own wording of JSON errors blanked (serde_json and Python's
+    json module word them differently)."""
+    own = ("malformed_json", "lone_surrogate")
+    records = tuple(replace(r, detail="") if r.reason in own else r for r in report.skipped_records)
+    return replace(report, skipped_records=records)
+
+
+def test_document_reader_accounts_for_records_as_the_rust_readers(mixed_file: Path) -> None:
+    records, report = read_all(mixed_file, batch_records=2)
+    assert without_parse_details(report) == without_parse_details(scan(mixed_file))
+    assert [r.text for r in records] == GOOD
+    assert [r.line for r in records] == [1, 12, 13]
+    assert [r.id for r in records] == [f"{mixed_file.name}:{line}" for line in (1, 12, 13)]
+    with pytest.raises(BadRecordError) as info:
+        read_all(mixed_file, on_error="raise")
+    assert (info.value.path, info.value.line, info.value.reason) == (str(mixed_file), 4, "malformed_json")
+
+
+def test_document_reader_ids_paths_and_progress(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    first = write(tmp_path / "a" / "x.jsonl", b'{"text": "one", "id": "doc-1"}\n{"text": "two", "id": 2}\n')
+    frames = b"".join(
+        zstandard.ZstdCompressor().compress(json.dumps({"text": t}).encode() + b"\n") for t in "pq"
+    )
+    second = write(tmp_path / "y.jsonl.zst", frames)  # two zstd frames, read across
+    reader = DocumentReader(Files([first, second]))
+    records = [r for batch in reader for r in batch]
+    assert [(r.text, r.id, r.source) for r in records] == [
+        ("one", "doc-1", 0),
+        ("two", "2", 0),
+        ("p", "y.jsonl.zst:1", 1),
+        ("q", "y.jsonl.zst:2", 1),
+    ]
+    assert reader.bytes_read == reader.total_bytes == first.stat().st_size + second.stat().st_size
+    assert reader.report == scan(Files([first, second]))
+    with pytest.raises(InvalidArgumentError, match="once"):
+        list(reader)
+    records, _ = read_all(first, id_field=None)
+    assert [r.id for r in records] == ["x.jsonl:1", "x.jsonl:2"]
+
+
+def test_document_reader_parquet_arrow_and_python_items(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"id": ["a", "b", "c", None], "text": [GOOD[0], None, GOOD[1], GOOD[2]]}), path)
+    records, report = read_all(path)
+    assert [(r.text, r.id) for r in records] == [(GOOD[0], "a"), (GOOD[1], "c"), (GOOD[2], "t.parquet:4")]
+    assert report == scan(path)
+    arrow = pa.array([GOOD[0], None, GOOD[1]])
+    records, report = read_all(arrow)
+    assert [(r.text, r.id, r.line) for r in records] == [(GOOD[0], "0", 1), (GOOD[1], "2", 3)]
+    assert report.skipped == {"missing_field": 1} and report.sources[0].name == "<arrow>"
+    items = [GOOD[0], None, 5, "lone \ud800", {"text": GOOD[1], "id": "k"}, {"body": "x"}]
+    records, report = read_all(iter(items))
+    assert [(r.text, r.id) for r in records] == [(GOOD[0], "0"), (GOOD[1], "k")]
+    assert report.skipped == {"missing_field": 2, "not_a_string": 1, "lone_surrogate": 1}
+    assert report.records == len(items) and report.sources[0].name == "<list>"
+
+
+def test_document_reader_errors_are_typed(tmp_path: Path) -> None:
+    with pytest.raises(CorpusNotFoundError):
+        read_all(tmp_path / "nope.jsonl")
+    payload = zstandard.ZstdCompressor().compress(b'{"text": "abc"}\n' * 50_000)
+    cut = write(tmp_path / "cut.jsonl.zst", payload[: len(payload) // 2])
+    with pytest.raises(CorpusReadError) as info:
+        read_all(cut)
+    assert info.value.path == str(cut)
+    gz = write(tmp_path / "cut.jsonl.gz", gzip.compress(b'{"text": "abc"}\n' * 1000)[:-20])
+    with pytest.raises(CorpusReadError):
+        read_all(gz)
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"body": ["x"]}), path)
+    with pytest.raises(CorpusFormatError, match="no column named"):
+        read_all(path)
+    pq.write_table(pa.table({"text": [1, 2]}), path)
+    with pytest.raises(CorpusFormatError, match="type int64"):
+        read_all(path)
+    with pytest.raises(InvalidArgumentError, match="on_error"):
+        DocumentReader(["x"], on_error="ignore")
+    with pytest.raises(InvalidArgumentError, match="expected texts"):
+        read_all(42)

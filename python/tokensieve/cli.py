@@ -4,7 +4,9 @@
 files towards a target; ``tokensieve featurize`` counts hashed n-grams over corpus files and can
 save the totals as ``.npy``; ``tokensieve classify`` scores corpus files with a fastText
 classifier and keeps the best documents; ``tokensieve train-classifier`` trains one;
-``tokensieve select`` applies a selection method to per-document score tables (Parquet).
+``tokensieve select`` applies a selection method to per-document score tables (Parquet);
+``tokensieve score`` writes per-document language-model statistics to Parquet and
+``tokensieve plot`` draws the histogram of one of them with a selection threshold.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tokensieve.exceptions import (
     CorpusFormatError,
     CorpusNotFoundError,
     InvalidArgumentError,
+    MissingDependencyError,
     TokensieveError,
 )
 from tokensieve.features import HashedNgrams
@@ -415,6 +418,65 @@ def run_select(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_score(args: argparse.Namespace) -> int:
+    """Scores corpus files with a causal LM into a Parquet file and its manifest."""
+    import torch
+
+    from tokensieve.scoring import TokenScorer, manifest_path
+
+    dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
+    scorer = TokenScorer.from_pretrained(args.model, device=args.device, dtype=dtype, packing=args.packing)
+    parameters = sum(p.numel() for p in scorer.model.parameters())
+    print(
+        f"{type(scorer.model).__name__} ({parameters:,} parameters, {str(scorer.head_weight.dtype)[6:]}) "
+        f"on {scorer.device}, packing: {scorer.packing}"
+    )
+    report = scorer.score_to_parquet(
+        Files(args.input),
+        args.out,
+        progress=sys.stderr.isatty() if args.progress is None else args.progress,
+        max_length=args.max_length,
+        stride=args.stride,
+        batch_size=args.batch_size,
+        text_key=args.text_key,
+        id_key=args.id_key or None,
+        on_error=args.on_error,
+        min_k_ratio=args.min_k_ratio,
+    )
+    print(report.summary())
+    print(f"wrote {args.out} ({report.scored:,} rows) and {manifest_path(args.out)}")
+    return 0
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    """Draws the histogram of one score column with a selection threshold, to PNG."""
+    from tokensieve.plotting import kept_mask, plot_histogram, selection_threshold
+
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise MissingDependencyError("tokensieve plot needs pyarrow: pip install tokensieve[scoring]") from e
+    try:
+        schema = pq.read_schema(args.scores)
+    except (OSError, ValueError) as e:  # pyarrow's errors derive from these
+        raise InvalidArgumentError(f"{args.scores}: not a readable Parquet file ({e})") from e
+    if args.column not in schema.names:
+        raise InvalidArgumentError(f"{args.scores} has no column {args.column!r}; it has {schema.names}")
+    values = pq.read_table(args.scores, columns=[args.column]).column(0).to_numpy(zero_copy_only=False)
+    threshold = selection_threshold(
+        values, threshold=args.threshold, top_k=args.top_k, quantile=args.quantile, keep=args.keep
+    )
+    plot_histogram(values, args.out, column=args.column, threshold=threshold, keep=args.keep, bins=args.bins)
+    described = "no threshold"
+    if threshold is not None:
+        kept = int(kept_mask(values, threshold, args.keep).sum())
+        described = (
+            f"threshold {threshold:.6g} keeps the {args.keep} side: {kept:,} of {len(values):,} documents"
+        )
+    print(f"{args.column}: {described}; wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tokensieve", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"tokensieve {__version__}")
@@ -572,6 +634,47 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--estimator", choices=ESTIMATORS, default="spearmanr")
     select.add_argument("--projection", choices=["linear", "l2"], default="linear")
     select.add_argument("--tokens-column", default="tokens", help="perplexity-correlations: token counts")
+
+    score = sub.add_parser("score", help="per-document language-model statistics of corpus files, to Parquet")
+    score.add_argument(
+        "--model", required=True, help="directory of a Hugging Face causal LM and its tokenizer"
+    )
+    score.add_argument("--input", nargs="+", required=True, help="files, directories or globs")
+    score.add_argument("--out", required=True, help="Parquet file to write (the manifest goes next to it)")
+    score.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="tokens per window (default: 1024, or the model's maximum if smaller)",
+    )
+    score.add_argument("--stride", type=int, default=None, help="window stride (default: max-length - 1)")
+    score.add_argument("--batch-size", type=int, default=8, help="rows of max-length tokens per forward pass")
+    score.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    score.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto")
+    score.add_argument("--packing", choices=["auto", "pad", "pack"], default="auto")
+    score.add_argument("--text-key", default="text")
+    score.add_argument("--id-key", default="id", help='record field of the id ("" for locations only)')
+    score.add_argument("--min-k-ratio", type=float, default=0.2)
+    score.add_argument("--on-error", choices=["skip", "raise"], default="skip")
+    score.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
+
+    plot = sub.add_parser("plot", help="histogram of a score column with a selection threshold, to PNG")
+    plot.add_argument("--scores", required=True, help="Parquet file written by tokensieve score")
+    plot.add_argument("--column", default="mean_nll")
+    rule = plot.add_mutually_exclusive_group()
+    rule.add_argument("--threshold", type=float, help="draw this threshold")
+    rule.add_argument("--top-k", type=int, help="the threshold that keeps the k best documents")
+    rule.add_argument("--quantile", type=float, help="the threshold at this quantile of the column")
+    plot.add_argument(
+        "--keep", choices=["low", "high"], default="low", help="which side is kept (default: low)"
+    )
+    plot.add_argument("--bins", type=int, default=50)
+    plot.add_argument("--out", required=True, help="PNG file to write")
     return parser
 
 
@@ -589,6 +692,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_train_classifier(args)
         if args.command == "select":
             return run_select(args)
+        if args.command == "score":
+            return run_score(args)
+        if args.command == "plot":
+            return run_plot(args)
         return run_featurize(args)
     except TokensieveError as e:
         print(f"tokensieve: error: {e}", file=sys.stderr)

@@ -14,6 +14,7 @@ __all__ = [
     "FeatureSpaceMismatchError",
     "InvalidArgumentError",
     "MissingColumnError",
+    "MissingDependencyError",
     "ModelFormatError",
     "NaNScoreError",
     "TargetOutOfRangeError",
@@ -27,6 +28,11 @@ class TokensieveError(Exception):
 
 class InvalidArgumentError(TokensieveError, ValueError):
     """An argument is outside its accepted range or vocabulary."""
+
+
+class MissingDependencyError(TokensieveError, ImportError):
+    """An optional dependency the call needs is not installed; the message names the package
+    and the extra that brings it (e.g. ``pip install tokensieve[scoring]``)."""
 
 
 class TargetOutOfRangeError(InvalidArgumentError):

@@ -11,25 +11,44 @@ Every record (a line, a row, a list item) becomes a document or is skipped with 
 the :class:`ReadReport` accounts for all of them. Blank lines are always skipped and counted;
 other bad records are skipped and counted (``on_error="skip"``) or raise
 :class:`~tokensieve.exceptions.BadRecordError` naming ``file:line`` (``on_error="raise"``).
+
+The Rust engine reads sources for the passes that stay in Rust (:func:`scan`, DSIR, fastText).
+:class:`DocumentReader` streams the documents of the same sources to Python code (the LM
+scorer), with their ids, under the same policy: the same formats, skip reasons, record numbers
+and report.
 """
 
 from __future__ import annotations
 
 import glob
+import gzip
+import io
+import json
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeGuard, Union
+from typing import IO, Any, Literal, NamedTuple, TypeGuard, Union, cast
 
 from tokensieve import _core
+from tokensieve.exceptions import (
+    BadRecordError,
+    CorpusFormatError,
+    CorpusNotFoundError,
+    CorpusReadError,
+    InvalidArgumentError,
+    MissingDependencyError,
+)
 
 __all__ = [
     "SKIP_REASONS",
+    "DocumentReader",
     "Files",
     "OnError",
     "ReadReport",
+    "Record",
     "SkippedRecord",
     "SourceReport",
     "corpus_files",
@@ -217,3 +236,432 @@ def scan(
         corpus_files(source), text_field=text_field, on_error=on_error, num_threads=num_threads
     )
     return ReadReport._from_core(raw)
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming documents to Python
+
+
+#: Skipped records a report lists with their location (the counts stay exact), as in Rust.
+MAX_SKIPPED_LISTED = 10_000
+#: Parquet rows decoded at a time.
+PARQUET_BATCH_ROWS = 8192
+#: What the Rust readers treat as a blank line: empty or only these ASCII whitespace bytes.
+ASCII_WHITESPACE = b" \t\n\x0c\r"
+#: A JSON escape of half a UTF-16 surrogate pair: the only way JSON text can hold a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+@dataclass(frozen=True)
+class Record:
+    """A document read by :class:`DocumentReader`.
+
+    ``source`` indexes ``reader.report.sources``; ``line`` is the 1-based record number in it
+    (as in reports and :class:`~tokensieve.exceptions.BadRecordError`); ``id`` is the record's
+    id field as ``str``, or where it has none ``"<file>:<line>"`` for files (the path relative
+    to the directory that holds all the input files) and the 0-based position for items in
+    memory.
+    """
+
+    source: int
+    line: int
+    text: str
+    id: str
+
+
+class _Skip(NamedTuple):
+    """Why a record is not a document: a reason of :data:`SKIP_REASONS` and a detail."""
+
+    reason: str
+    detail: str
+
+
+@dataclass
+class _SourceCounts:
+    name: str
+    bytes: int
+    records: int = 0
+    documents: int = 0
+    text_bytes: int = 0
+
+
+class DocumentReader:
+    """Streams the documents of a source as lists of :class:`Record`, in source order, and
+    accounts for every record in :attr:`report` as the Rust readers do: the same formats
+    (JSON Lines plain, gzip or zstd, and Parquet, told apart by their first bytes; texts,
+    mappings and Arrow arrays or tables in memory), skip reasons, record numbers and errors.
+    Memory stays bounded: a line, or a batch of Parquet rows, at a time.
+
+    Args:
+        source: any source of this module; in memory also mappings (``{"text": ..., "id": ...}``),
+            a one-shot iterator, or an Arrow table.
+        text_field: the JSON key, mapping key or column of the text.
+        id_field: the key or column of the record id (``None``: ids from locations only).
+        on_error: ``"skip"`` (count bad records) or ``"raise"``
+            (:class:`~tokensieve.exceptions.BadRecordError` at the first one, blank lines aside).
+        batch_records: documents per list handed on.
+
+    Raises (while iterating): ``BadRecordError``, ``CorpusNotFoundError``, ``CorpusReadError``
+    (unreadable, truncated or corrupt compressed file), ``CorpusFormatError`` (bad Parquet file,
+    no text column, a text column that holds neither strings nor bytes).
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        *,
+        text_field: str = "text",
+        id_field: str | None = "id",
+        on_error: OnError = "skip",
+        batch_records: int = 1024,
+    ) -> None:
+        if on_error not in ("skip", "raise"):
+            raise InvalidArgumentError(f'on_error must be "skip" or "raise", got {on_error!r}')
+        if batch_records < 1:
+            raise InvalidArgumentError(f"batch_records must be >= 1, got {batch_records}")
+        self.text_field, self.id_field, self.on_error = text_field, id_field, on_error
+        self.batch_records = batch_records
+        self._source = source
+        self.paths: list[str] | None = corpus_files(source) if is_file_source(source) else None
+        self._counts: list[_SourceCounts] = []
+        self._skipped: dict[str, int] = {}
+        self._listed: list[SkippedRecord] = []
+        self._finished_bytes = 0
+        self._position = lambda: 0  # bytes of the current file read so far
+        self._started = False
+
+    @property
+    def total_bytes(self) -> int:
+        """The size of the input files as stored (0 in memory)."""
+        return sum(os.path.getsize(p) for p in self.paths or () if os.path.isfile(p))
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes of the input files read so far, as stored (compressed or not); for Parquet in
+        proportion to the rows decoded."""
+        return self._finished_bytes + self._position()
+
+    @property
+    def report(self) -> ReadReport:
+        """What has been read so far (all of the source once iteration ends)."""
+        sources = tuple(
+            SourceReport(c.name, c.records, c.documents, c.text_bytes, c.bytes) for c in self._counts
+        )
+        return ReadReport(sources, dict(self._skipped), tuple(self._listed))
+
+    def __iter__(self) -> Iterator[list[Record]]:
+        if self._started:
+            raise InvalidArgumentError("a DocumentReader reads its source once; make a new one")
+        self._started = True
+        batch: list[Record] = []
+        for record in self._file_records() if self.paths is not None else self._memory_records():
+            batch.append(record)
+            if len(batch) == self.batch_records:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    # -- accounting --------------------------------------------------------------------------
+
+    def _account(self, source: int, line: int, parsed: str | _Skip, record_id: str) -> Record | None:
+        counts = self._counts[source]
+        if isinstance(parsed, str):
+            try:
+                size = len(parsed.encode("utf-8"))
+            except UnicodeEncodeError:
+                parsed = _Skip("lone_surrogate", "the text holds a lone surrogate")
+        if isinstance(parsed, _Skip):
+            if self.on_error == "raise" and parsed.reason != "blank_line":
+                err = BadRecordError(f"{counts.name}:{line}: {parsed.reason}: {parsed.detail}")
+                err.path, err.line, err.reason, err.detail = counts.name, line, parsed.reason, parsed.detail
+                raise err
+            counts.records += 1
+            self._skipped[parsed.reason] = self._skipped.get(parsed.reason, 0) + 1
+            if parsed.reason != "blank_line" and len(self._listed) < MAX_SKIPPED_LISTED:
+                self._listed.append(SkippedRecord(counts.name, line, parsed.reason, parsed.detail))
+            return None
+        counts.records += 1
+        counts.documents += 1
+        counts.text_bytes += size
+        return Record(source, line, parsed, record_id)
+
+    # -- files -------------------------------------------------------------------------------
+
+    def _file_records(self) -> Iterator[Record]:
+        assert self.paths is not None
+        for path, name in zip(self.paths, _relative_names(self.paths), strict=True):
+            try:
+                raw = open(path, "rb")  # noqa: SIM115 (closed below, after the generator is done)
+            except OSError as e:
+                cls = CorpusNotFoundError if isinstance(e, FileNotFoundError) else CorpusReadError
+                raise _located(cls, path, e) from e
+            with raw:
+                size = os.fstat(raw.fileno()).st_size
+                source = len(self._counts)
+                self._counts.append(_SourceCounts(path, size))
+                magic = raw.read(4)
+                raw.seek(0)
+                if magic == b"PAR1":
+                    yield from self._parquet_records(path, size, source, name)
+                else:
+                    self._position = raw.tell
+                    yield from self._jsonl_records(raw, magic, path, source, name)
+            self._finished_bytes += size
+            self._position = lambda: 0
+
+    def _jsonl_records(
+        self, raw: IO[bytes], magic: bytes, path: str, source: int, name: str
+    ) -> Iterator[Record]:
+        stream: IO[bytes] = raw
+        if magic[:2] == b"\x1f\x8b":
+            stream = cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
+        elif magic == b"\x28\xb5\x2f\xfd":
+            stream = io.BufferedReader(_ZstdReader(raw), buffer_size=1 << 16)
+        number = 0
+        try:
+            for number, line in enumerate(stream, 1):
+                line = line.removesuffix(b"\n").removesuffix(b"\r")
+                parsed, record_id = _parse_json_line(line, self.text_field, self.id_field)
+                record = self._account(source, number, parsed, record_id or f"{name}:{number}")
+                if record is not None:
+                    yield record
+        except (OSError, EOFError, _zstd_error()) as e:
+            raise _located(CorpusReadError, path, f"{e} (after line {number})") from e
+
+    def _parquet_records(self, path: str, size: int, source: int, name: str) -> Iterator[Record]:
+        pa, pq = _pyarrow()
+        try:
+            parquet = pq.ParquetFile(path)
+        except (pa.ArrowException, OSError) as e:
+            raise _located(CorpusFormatError, path, e) from e
+        names = parquet.schema_arrow.names
+        if self.text_field not in names:
+            raise _located(CorpusFormatError, path, f"no column named {json.dumps(self.text_field)}")
+        _check_text_type(parquet.schema_arrow.field(self.text_field).type, path)
+        with_id = self.id_field is not None and self.id_field in names and self.id_field != self.text_field
+        columns = [self.text_field, self.id_field] if with_id else [self.text_field]
+        rows = max(parquet.metadata.num_rows, 1)
+        line = 1
+        self._position = lambda: size * (line - 1) // rows
+        try:
+            batches = parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns)
+            for batch in batches:
+                texts = batch.column(0).to_pylist()
+                ids = batch.column(1).to_pylist() if with_id else [None] * len(texts)
+                for text, record_id in zip(texts, ids, strict=True):
+                    parsed = _value_text(text, "null")
+                    record = self._account(source, line, parsed, _id_text(record_id) or f"{name}:{line}")
+                    line += 1
+                    if record is not None:
+                        yield record
+        except (pa.ArrowException, OSError) as e:
+            raise _located(CorpusFormatError, path, e) from e
+
+    # -- memory ------------------------------------------------------------------------------
+
+    def _memory_records(self) -> Iterator[Record]:
+        items = _arrow_items(self._source, self.text_field, self.id_field)
+        self._counts.append(_SourceCounts("<list>" if items is None else "<arrow>", 0))
+        if items is None:
+            try:
+                items = iter(self._source)
+            except TypeError:
+                raise InvalidArgumentError(
+                    f"expected texts, mappings, Arrow data or paths, got {type(self._source).__name__}"
+                ) from None
+        for index, item in enumerate(items):
+            if isinstance(item, Mapping):
+                parsed, record_id = _field_text(item, self.text_field), _mapping_id(item, self.id_field)
+            elif isinstance(item, tuple):  # (text, id) pairs from Arrow tables
+                parsed, record_id = _value_text(item[0], "null"), _id_text(item[1])
+            else:
+                parsed, record_id = _value_text(item, "None"), None
+            record = self._account(0, index + 1, parsed, record_id or str(index))
+            if record is not None:
+                yield record
+
+
+def _parse_json_line(line: bytes, text_field: str, id_field: str | None) -> tuple[str | _Skip, str | None]:
+    """The text (or why there is none) and the id of one JSON line, judged as the Rust reader
+    judges it."""
+    if not line.strip(ASCII_WHITESPACE):
+        return _Skip("blank_line", ""), None
+    try:
+        decoded = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return _Skip("invalid_utf8", f"invalid UTF-8 at byte {e.start}"), None
+    try:
+        value = json.loads(decoded, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as e:
+        return _Skip("malformed_json", str(e)), None
+    # serde_json rejects a lone surrogate anywhere in the line; Python's json accepts it
+    if _SURROGATE_ESCAPE.search(line) and _has_lone_surrogate(value):
+        return _Skip("lone_surrogate", "a JSON string holds a lone surrogate"), None
+    if not isinstance(value, dict):
+        return _Skip("malformed_json", "the line is not a JSON object"), None
+    return _field_text(value, text_field), _mapping_id(value, id_field)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= ch <= "\udfff" for ch in value)
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
+def _field_text(record: Mapping[str, Any], field: str) -> str | _Skip:
+    quoted = json.dumps(field)
+    if field not in record:
+        return _Skip("missing_field", f"no {quoted} field")
+    value = record[field]
+    if value is None:
+        return _Skip("missing_field", f"{quoted} is null")
+    if not isinstance(value, str):
+        return _Skip("not_a_string", f"{quoted} is {_kind(value)}")
+    return value
+
+
+def _value_text(value: Any, null_detail: str) -> str | _Skip:
+    """An item of a list, or a cell of a text column (bytes are decoded)."""
+    if value is None:
+        return _Skip("missing_field", null_detail)
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as e:
+            return _Skip("invalid_utf8", f"invalid UTF-8 at byte {e.start}")
+    if not isinstance(value, str):
+        return _Skip("not_a_string", f"got {type(value).__name__}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _mapping_id(record: Mapping[str, Any], field: str | None) -> str | None:
+    return None if field is None else _id_text(record.get(field))
+
+
+def _id_text(value: Any) -> str | None:
+    return None if value is None else value if isinstance(value, str) else str(value)
+
+
+def _relative_names(paths: Sequence[str]) -> list[str]:
+    """Each path relative to the directory that holds all of them (so ids survive moving the
+    corpus), or as given when some are not files."""
+    if not paths or not all(os.path.isfile(p) for p in paths):
+        return list(paths)
+    root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+    return [os.path.relpath(os.path.abspath(p), root) for p in paths]
+
+
+def _located(cls: type[CorpusReadError] | type[CorpusFormatError], path: str, detail: object) -> Exception:
+    err = cls(f"{path}: {detail}")
+    err.path = path
+    return err
+
+
+def _pyarrow() -> tuple[Any, Any]:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise MissingDependencyError("reading Parquet needs pyarrow: pip install tokensieve[arrow]") from e
+    return pa, pq
+
+
+def _check_text_type(arrow_type: Any, path: str) -> None:
+    import pyarrow.types as t
+
+    if not (
+        t.is_string(arrow_type) or t.is_large_string(arrow_type) or t.is_string_view(arrow_type)
+    ) and not (t.is_binary(arrow_type) or t.is_large_binary(arrow_type) or t.is_binary_view(arrow_type)):
+        detail = f"the text column has type {arrow_type}; expected a string or binary column"
+        if path:
+            raise _located(CorpusFormatError, path, detail)
+        raise InvalidArgumentError(detail)
+
+
+def _arrow_items(source: Any, text_field: str, id_field: str | None) -> Iterator[Any] | None:
+    """The rows of Arrow data in memory: texts of an array, ``(text, id)`` of a table; ``None``
+    when ``source`` is not Arrow data."""
+    arrow_like = hasattr(source, "__arrow_c_array__") or hasattr(source, "__arrow_c_stream__")
+    if not arrow_like:
+        return None
+    pa, _ = _pyarrow()
+    if isinstance(source, (pa.Table, pa.RecordBatch)):
+        if text_field not in source.column_names:
+            raise InvalidArgumentError(f"the Arrow table has no column {json.dumps(text_field)}")
+        _check_text_type(source.schema.field(text_field).type, "")
+        ids = source.column(id_field) if id_field is not None and id_field in source.column_names else None
+        texts = source.column(text_field)
+        return ((texts[i].as_py(), None if ids is None else ids[i].as_py()) for i in range(len(texts)))
+    array = pa.chunked_array(source) if hasattr(source, "__arrow_c_stream__") else pa.array(source)
+    _check_text_type(array.type, "")
+    chunks = array.chunks if isinstance(array, pa.ChunkedArray) else [array]
+    return (value for chunk in chunks for value in chunk.to_pylist())
+
+
+def _zstd_error() -> type[Exception]:
+    try:
+        import zstandard
+    except ImportError:
+        return OSError
+    return zstandard.ZstdError
+
+
+class _ZstdReader(io.RawIOBase):
+    """Decompresses a stream of concatenated zstd frames, as the Rust reader does; a stream that
+    ends inside a frame raises ``EOFError`` (zstandard's own stream reader stops silently)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        try:
+            import zstandard
+        except ImportError as e:
+            raise MissingDependencyError("reading .zst files needs zstandard: pip install zstandard") from e
+        self._raw = raw
+        self._context = zstandard.ZstdDecompressor()
+        self._frame = self._context.decompressobj()
+        self._in_frame = False
+        self._out = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._out:
+            compressed = self._raw.read(1 << 20)
+            if not compressed:
+                if self._in_frame:
+                    raise EOFError("the zstd stream ends inside a frame")
+                return 0
+            self._out = memoryview(self._decompress(compressed))
+        n = min(len(buffer), len(self._out))
+        buffer[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    def _decompress(self, compressed: bytes) -> bytes:
+        parts = []
+        while compressed:
+            self._in_frame = True
+            parts.append(self._frame.decompress(compressed))
+            if not self._frame.eof:
+                break
+            self._in_frame = False
+            compressed = self._frame.unused_data
+            self._frame = self._context.decompressobj()
+        return b"".join(parts)

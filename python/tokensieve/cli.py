@@ -171,7 +171,8 @@ def run_classify(args: argparse.Namespace) -> int:
     fraction, the selected documents as shards; ``manifest.json`` accounts for every record."""
     from tokensieve import _core
     from tokensieve import fasttext as tsft
-    from tokensieve.dsir import _file_sha256, _skipped_lines, _write_atomic
+    from tokensieve.dsir import _skipped_lines, _write_atomic
+    from tokensieve.io import file_sha256
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -241,7 +242,7 @@ def run_classify(args: argparse.Namespace) -> int:
             {
                 "name": s.name,
                 "bytes": s.bytes,
-                "sha256": _file_sha256(s.name),
+                "sha256": file_sha256(s.name),
                 "records": s.records,
                 "documents": s.documents,
                 "selected": int(chosen[begin:end].sum()),
@@ -254,7 +255,7 @@ def run_classify(args: argparse.Namespace) -> int:
         "tokensieve": _core.__version__,
         "method": "fasttext-classifier",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "model": {"path": str(Path(args.model).resolve()), "sha256": _file_sha256(args.model), **model.args},
+        "model": {"path": str(Path(args.model).resolve()), "sha256": file_sha256(args.model), **model.args},
         "config": {
             "label": full_label,
             "preset": args.preset,

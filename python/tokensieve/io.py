@@ -16,6 +16,7 @@ other bad records are skipped and counted (``on_error="skip"``) or raise
 from __future__ import annotations
 
 import glob
+import hashlib
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -33,6 +34,7 @@ __all__ = [
     "SkippedRecord",
     "SourceReport",
     "corpus_files",
+    "file_sha256",
     "is_file_source",
     "scan",
 ]
@@ -217,3 +219,12 @@ def scan(
         corpus_files(source), text_field=text_field, on_error=on_error, num_threads=num_threads
     )
     return ReadReport._from_core(raw)
+
+
+def file_sha256(path: PathLike) -> str:
+    """The SHA-256 of a file's bytes, as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

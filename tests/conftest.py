@@ -57,3 +57,18 @@ def corpus_slice(shared_data: Path) -> list[str]:
     ]:
         texts.extend(r["text"] for r in read_jsonl_zst(shared_data / f"{name}.jsonl.zst", n))
     return texts
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster for the session: 2 CPUs, a small object store, no dashboard. Its
+    workers import tokensieve and the test modules from the paths this process imports them."""
+    ray = pytest.importorskip("ray")
+    import tokensieve
+
+    paths = [str(Path(tokensieve.__file__).parent.parent), str(ROOT / "tests")]
+    os.environ["PYTHONPATH"] = os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")])
+    ray.init(num_cpus=2, object_store_memory=100 * 1024**2, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()

@@ -60,6 +60,22 @@ def corpus_slice(shared_data: Path) -> list[str]:
 
 
 @pytest.fixture(scope="session")
+def news_or_mail(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small fastText classifier (labels ``news`` and ``mail``) trained by tokensieve on BBC
+    News and SpamAssassin documents, saved as a ``.bin``."""
+    from tokensieve.fasttext import train_supervised
+
+    news = read_jsonl_zst(shared_data / "raw_pool/bbc_news.jsonl.zst", 150)
+    mail = read_jsonl_zst(shared_data / "raw_pool/spamassassin_email.jsonl.zst", 150)
+    texts = [" ".join(r["text"].split()) for r in news + mail]
+    labels = ["news"] * len(news) + ["mail"] * len(mail)
+    model = train_supervised((texts, labels), epoch=2, thread=1, seed=0, wordNgrams=2, bucket=10000)
+    path = tmp_path_factory.mktemp("classifier") / "news_or_mail.bin"
+    model.save_model(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def ray_cluster():
     """A local Ray cluster for the session: 2 CPUs, a small object store, no dashboard. Its
     workers import tokensieve and the test modules from the paths this process imports them."""

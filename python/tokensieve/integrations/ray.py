@@ -33,12 +33,13 @@ counts every row of its input as selected, not selected, too short, or skipped w
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -299,8 +300,8 @@ def _sum_counts(
     ds: ray.data.Dataset, featurizer: HashedNgrams, *, text_column: str, **options: Any
 ) -> np.ndarray:
     kwargs = {"featurizer": featurizer, "text_column": text_column}
-    sums = _map_on_actors(ds, _BatchCounts, kwargs, same_rows=False, **options)
-    return sums.aggregate(_VectorSum("counts", featurizer.buckets))["vsum(counts)"]
+    sums = _map_on_actors(ds, _BatchCounts, kwargs, same_rows=False, **options).materialize()
+    return _reduce(sums, _VectorSum("counts", featurizer.buckets))
 
 
 class _BatchCounts:
@@ -407,9 +408,10 @@ def select_dsir(
 
     ``raw`` needs the columns ``text_column``, ``source`` and ``position`` (see
     :func:`read_corpus`). Its weights are computed once, per block on actors, into a small
-    materialised table of keys (about 60 bytes per row); an aggregation keeps the best k keys of
-    each block and merges them into the cutoff of each target. For a k too large for one
-    aggregation to hold, ``exact=False`` takes the cutoff from an approximate quantile of the
+    materialised table of keys (about 60 bytes per row). Per target, an aggregation keeps the
+    best k keys of each block and merges them pairwise into the target's cutoff (Ray tasks over
+    the key blocks); a last pass collects the selected identities, and ``dataset`` keeps the
+    rows of ``raw`` that have them. For a k too large for one aggregation to hold, ``exact=False`` takes the cutoff from an approximate quantile of the
     keys instead (``ray.data.aggregate.ApproximateQuantile``, which needs ``datasketches``):
     about k documents, not the single-machine selection.
     """
@@ -420,38 +422,22 @@ def select_dsir(
     kwargs = {"weights": weights, "min_example_length": dsir.min_example_length}
     keys = _map_on_actors(raw, _Keys, kwargs, batch_size=batch_size, actors=actors, num_cpus=num_cpus)
     keys = keys.materialize()
+    tally = _reduce(keys, _Tally(STATUS))
+    quotas = dsir.target_quotas(_eligible(tally), k, fraction=fraction, clamp=clamp)
     scoring = {"seed": seed, "gumbel": method == "gumbel", "normalize": normalize}
-    tally: dict[str, dict[str, int]] | None = None
-    if k is None or clamp or not exact:
-        tally = keys.aggregate(_Tally(STATUS))[_Tally.NAME]
-        quotas = dsir.target_quotas(_eligible(tally), k, fraction=fraction, clamp=clamp)
-    else:
-        # A given k is split the same whatever the eligible count: the rows are counted by the
-        # first target's aggregation, and k checked against them then.
-        quotas = dsir.target_quotas(k, k)
     cutoffs: list[Cutoff] = []
     for t, quota in enumerate(quotas):
-        if quota == 0 and tally is not None:
+        if quota == 0:
             cutoffs.append(Cutoff(np.inf))  # selects nothing
             continue
-        candidates = keys.map_batches(
-            _candidates, fn_kwargs={"target": t, "cutoffs": cutoffs, **scoring}, batch_format="pyarrow"
-        )
-        if not exact:
-            assert tally is not None
+        candidates = functools.partial(_candidates, target=t, cutoffs=list(cutoffs), **scoring)
+        if exact:
+            cutoffs.append(_reduce(keys, _TopK("key", quota), candidates))
+        else:
             left = _eligible(tally) - sum(quotas[:t])
             quantile = ApproximateQuantile("score", [min(1.0, 1 - quota / left)])
-            cutoffs.append(Cutoff(float(candidates.aggregate(quantile)["approx_quantile(score)"][0])))
-            continue
-        top_k = _TopK("key", quota)
-        result = (
-            candidates.aggregate(top_k) if tally is not None else candidates.aggregate(top_k, _Tally(STATUS))
-        )
-        if tally is None:
-            tally = result[_Tally.NAME]
-            dsir.target_quotas(_eligible(tally), k)  # raises for a k above the eligible count
-        cutoffs.append(result[top_k.name])
-    chosen = keys.map_batches(_chosen, fn_kwargs={"cutoffs": cutoffs, **scoring}, batch_format="pyarrow")
+            cutoffs.append(Cutoff(float(_reduce(keys, quantile, candidates)[0])))
+    chosen = ray.get([_chosen.remote(block, cutoffs=cutoffs, **scoring) for block in keys.to_arrow_refs()])
     positions = _positions_by_source(chosen)
     dataset = _map_on_actors(
         raw,
@@ -515,6 +501,7 @@ def _candidates(keys: pa.Table, *, target: int, cutoffs: list[Cutoff], **scoring
     )
 
 
+@ray.remote
 def _chosen(keys: pa.Table, *, cutoffs: list[Cutoff], **scoring: Any) -> pa.Table:
     """The identities of the rows some target selects."""
     eligible = np.asarray(pc.equal(keys[STATUS], _ELIGIBLE).combine_chunks().to_numpy(zero_copy_only=False))
@@ -572,11 +559,10 @@ class _TopK(AggregateFnV2):
 
     def __init__(self, on: str, k: int) -> None:
         self.k = k
-        self.name = f"top_k({on}, {k})"
         empty = pa.table(
             {"score": pa.array([], pa.float64()), SOURCE: [], POSITION: pa.array([], pa.int64())}
         )
-        super().__init__(self.name, zero_factory=lambda: _to_bytes(empty), on=on, ignore_nulls=True)
+        super().__init__(f"top_k({on}, {k})", zero_factory=lambda: _to_bytes(empty), on=on, ignore_nulls=True)
 
     def _best(self, table: pa.Table) -> bytes:
         if self.k == 0:
@@ -603,10 +589,8 @@ class _TopK(AggregateFnV2):
 class _Tally(AggregateFnV2):
     """Rows counted per (source, status): ``{source: {status: count}}``."""
 
-    NAME = "tally"
-
     def __init__(self, on: str) -> None:
-        super().__init__(self.NAME, zero_factory=lambda: b"{}", on=None, ignore_nulls=False)
+        super().__init__(f"tally({on})", zero_factory=lambda: b"{}", on=None, ignore_nulls=False)
         self.on = on
 
     def aggregate_block(self, block: Any) -> bytes:
@@ -635,12 +619,36 @@ def _eligible(tally: dict[str, dict[str, int]]) -> int:
     return sum(statuses.get(_ELIGIBLE, 0) for statuses in tally.values())
 
 
-def _positions_by_source(chosen: ray.data.Dataset) -> dict[str, np.ndarray]:
+def _positions_by_source(chosen: list[pa.Table]) -> dict[str, np.ndarray]:
     parts: dict[str, list[np.ndarray]] = {}
-    for batch in chosen.iter_batches(batch_format="pyarrow", batch_size=None):
-        for group in batch.group_by(SOURCE).aggregate([(POSITION, "list")]).to_pylist():
+    for table in chosen:
+        for group in table.group_by(SOURCE).aggregate([(POSITION, "list")]).to_pylist():
             parts.setdefault(group[SOURCE], []).append(np.asarray(group[f"{POSITION}_list"], dtype=np.int64))
     return {source: np.sort(np.concatenate(p)) for source, p in sorted(parts.items())}
+
+
+def _reduce(ds: ray.data.Dataset, aggregation: AggregateFnV2, prepare: Callable | None = None) -> Any:
+    """What ``ds.aggregate(aggregation)`` computes on a materialised dataset (after ``prepare``
+    maps each block), as plain Ray tasks: one per block, then pairwise merges. A Ray Data
+    aggregation starts its own job and aggregator actors, seconds each time; these tasks run on
+    the cluster's idle workers at once."""
+    agg = ray.put(aggregation)
+    partials = [_aggregate_block.remote(agg, prepare, block) for block in ds.to_arrow_refs()]
+    while len(partials) > 1:
+        merged = [_merge.remote(agg, a, b) for a, b in zip(partials[0::2], partials[1::2], strict=False)]
+        partials = merged + partials[2 * len(merged) :]
+    return aggregation.finalize(ray.get(partials[0]) if partials else aggregation.init(None))
+
+
+@ray.remote
+def _aggregate_block(aggregation: AggregateFnV2, prepare: Callable | None, block: pa.Table) -> Any:
+    rows = block if prepare is None else prepare(block)
+    return aggregation.accumulate_block(aggregation.init(None), rows)
+
+
+@ray.remote
+def _merge(aggregation: AggregateFnV2, a: Any, b: Any) -> Any:
+    return aggregation.merge(a, b)
 
 
 class _KeepSelected:

@@ -16,11 +16,13 @@ materialised; the in-process runs take the same documents as one Arrow array. St
   files against ``DSIR(Files(...)).fit().resample(fraction=0.1)`` (both from the ``.jsonl.zst``
   files, selections compared).
 
-Ray times are wall times of the whole job (``materialize()``), actor start-up included: the
-overhead per document is ``(ray - in-process) / documents`` against the in-process run on as
-many threads as the cluster has workers. The batch-function column is the cost of the Arrow
-batch plumbing alone: ``fn(table)`` in batches of 4,096 rows in this process against one
-compiled call over all texts. Medians of ``--reps`` runs after a warm-up.
+Ray times are wall times of the whole job (``materialize()``), actor start-up included. Each
+batch-function stage runs on the first quarter of the documents and on all of them: the time
+per extra document (``*_us_per_doc``) and the fixed time (``*_fixed_s``, start-up) follow, and
+the integration's overhead per document is Ray's time per document against the in-process
+one on as many threads as the cluster has workers (1 worker against 1 thread, 2 against 2).
+``batched_2_threads`` is the Arrow plumbing alone: ``fn(table)`` on batches of 4,096 rows in
+this process. Medians of ``--reps`` runs after a warm-up; no other load should run meanwhile.
 
 Usage: python benches/bench_scale.py [--reps 3] [--limit DOCS]
 """
@@ -52,18 +54,27 @@ def texts_of(ds: ray.data.Dataset) -> pa.ChunkedArray:
 
 
 def in_process(fn: BatchFunction, texts: pa.ChunkedArray, threads: int, reps: int) -> float:
+    """One compiled call per 10,000 texts (BatchFunction.compute), in this process."""
     fn.num_threads = threads
     return median(timed(lambda: fn.compute(texts), reps))
 
 
-def batched_call(fn: BatchFunction, table: pa.Table, threads: int, reps: int) -> float:
-    """fn(table) a batch at a time, in this process: the batch functions' own cost included."""
+def batched_call(fn: BatchFunction, texts: pa.ChunkedArray, threads: int, reps: int) -> float:
+    """fn(table) a batch of 4,096 rows at a time, in this process: the Arrow plumbing included."""
     fn.num_threads = threads
-    return median(timed(lambda: [fn(b) for b in table.to_batches(BATCH)], reps))
+    batches = pa.table({"text": texts}).to_batches(BATCH)
+    return median(timed(lambda: [fn(b) for b in batches], reps))
 
 
 def on_ray(ds: ray.data.Dataset, fn: BatchFunction, actors: int, reps: int) -> float:
+    """apply() on ``actors`` actors of 1 CPU each, the whole job (actor start-up included)."""
     return median(timed(lambda: tsray.apply(ds, fn, actors=actors, batch_size=BATCH).materialize(), reps))
+
+
+def marginal(small: float, large: float, n_small: int, n_large: int) -> tuple[float, float]:
+    """Seconds per extra document and the fixed seconds, from the times at two sizes."""
+    per_doc = (large - small) / (n_large - n_small)
+    return per_doc, small - per_doc * n_small
 
 
 def selected_ids(dsir: DSIR, selection) -> list[tuple[str, int]]:
@@ -92,7 +103,6 @@ def main() -> None:
         texts = texts[: args.limit]
         ds = ds.limit(args.limit).materialize()
     docs = len(texts)
-    table = pa.table({"text": texts})
     text_ds = ds.select_columns(["text"]).materialize()
     target = Files(target_files)
     print(f"{docs:,} documents, {sum(len(t) for t in texts.to_pylist()) / 1e6:.1f} MB of text")
@@ -111,20 +121,40 @@ def main() -> None:
             "fasttext score": FastTextScores(f"{tmp}/model.bin", "hq"),
         }
         results: dict[str, dict[str, float]] = {}
+        quarter = docs // 4
+        sizes = {"quarter": (texts[:quarter], text_ds.limit(quarter).materialize()), "all": (texts, text_ds)}
+        runs = {
+            "in_process_1_thread": lambda fn, t, d: in_process(fn, t, 1, args.reps),
+            "in_process_2_threads": lambda fn, t, d: in_process(fn, t, 2, args.reps),
+            "batched_2_threads": lambda fn, t, d: batched_call(fn, t, 2, args.reps),
+            "ray_1_worker": lambda fn, t, d: on_ray(d, fn, 1, args.reps),
+            "ray_2_workers": lambda fn, t, d: on_ray(d, fn, 2, args.reps),
+        }
         for name, fn in stages.items():
-            row = {
-                "in_process_1_thread_s": in_process(fn, texts, 1, args.reps),
-                "in_process_2_threads_s": in_process(fn, texts, 2, args.reps),
-                "batched_2_threads_s": batched_call(fn, table, 2, args.reps),
-                "ray_1_worker_s": on_ray(text_ds, fn, 1, args.reps),
-                "ray_2_workers_s": on_ray(text_ds, fn, 2, args.reps),
-            }
+            row: dict[str, float] = {}
+            for run, measure in runs.items():
+                for size, (size_texts, size_ds) in sizes.items():
+                    row[f"{run}_{size}_s"] = measure(fn, size_texts, size_ds)
+                per_doc, fixed = marginal(row[f"{run}_quarter_s"], row[f"{run}_all_s"], quarter, docs)
+                row[f"{run}_us_per_doc"], row[f"{run}_fixed_s"] = per_doc * 1e6, fixed
+            for workers, threads in (("1_worker", "1_thread"), ("2_workers", "2_threads")):
+                per_doc = row[f"ray_{workers}_us_per_doc"] / row[f"in_process_{threads}_us_per_doc"]
+                row[f"ray_{workers}_overhead_per_doc"] = per_doc - 1
+                row[f"ray_{workers}_vs_in_process_all"] = (
+                    row[f"ray_{workers}_all_s"] / row[f"in_process_{threads}_all_s"]
+                )
+            row["batch_function_overhead_per_doc"] = (
+                row["batched_2_threads_us_per_doc"] / row["in_process_2_threads_us_per_doc"] - 1
+            )
             results[name] = row
+            print(name, {k: round(v, 3) for k, v in row.items()})
         results["dsir fit"] = {
-            "in_process_2_threads_s": median(
+            "in_process_2_threads_all_s": median(
                 timed(lambda: DSIR(texts, target, num_threads=2).fit(), args.reps)
             ),
-            "ray_2_workers_s": median(timed(lambda: tsray.fit_dsir(text_ds, target, actors=2), args.reps)),
+            "ray_2_workers_all_s": median(
+                timed(lambda: tsray.fit_dsir(text_ds, target, actors=2), args.reps)
+            ),
         }
 
     def single_run():
@@ -136,23 +166,18 @@ def main() -> None:
         return tsray.select_dsir(raw, tsray.fit_dsir(raw, target, actors=2), fraction=0.1, seed=0, actors=2)
 
     results["dsir end to end"] = {
-        "in_process_2_threads_s": median(timed(single_run, args.reps)),
-        "ray_2_workers_s": median(timed(ray_run, args.reps)),
+        "in_process_2_threads_all_s": median(timed(single_run, args.reps)),
+        "ray_2_workers_all_s": median(timed(ray_run, args.reps)),
     }
     same = selected_ids(*single_run()) == sorted(
         (source, int(p)) for source, positions in ray_run().positions.items() for p in positions
     )
-
-    for name, row in results.items():
-        base = row["in_process_2_threads_s"]
-        row["docs_per_s_ray_2_workers"] = docs / row["ray_2_workers_s"]
-        row["docs_per_s_in_process_2_threads"] = docs / base
-        row["ray_2_workers_overhead_us_per_doc"] = (row["ray_2_workers_s"] - base) / docs * 1e6
-        row["ray_2_workers_vs_in_process"] = row["ray_2_workers_s"] / base
-        if "ray_1_worker_s" in row:
-            row["ray_1_worker_vs_in_process"] = row["ray_1_worker_s"] / row["in_process_1_thread_s"]
-            row["batch_function_overhead"] = row["batched_2_threads_s"] / base - 1
-        print(name, {k: round(v, 4) for k, v in row.items()})
+    for name in ("dsir fit", "dsir end to end"):
+        row = results[name]
+        row["ray_2_workers_vs_in_process_all"] = (
+            row["ray_2_workers_all_s"] / row["in_process_2_threads_all_s"]
+        )
+        print(name, {k: round(v, 3) for k, v in row.items()})
     path = write_result(
         "bench_scale",
         {

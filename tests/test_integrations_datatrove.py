@@ -115,3 +115,6 @@ def test_filters_load_lazily_and_check_their_arguments(dsir, news_or_mail, tmp_p
     with pytest.raises(InvalidArgumentError, match="no target"):
         tsdt.DSIRFilter(two, 0.0, target="c")
     assert tsdt.DSIRFilter(two, 0.0, target="b").filter_batch([]) == []
+    # A fitted estimator is kept as its arrays, not with the pool it was fitted on.
+    pool_bytes = sum(len(t.encode()) for t in dsir.raw)
+    assert len(pickle.dumps(tsdt.DSIRFilter(dsir, 0.0))) < pool_bytes / 4

@@ -148,7 +148,8 @@ class DSIRFilter(_LazyFilter):
         exclusion_writer: DiskWriter | None = None,
     ) -> None:
         super().__init__(batch_size, exclusion_writer)
-        self.estimator = estimator if isinstance(estimator, DSIR) else os.fspath(estimator)
+        #: The saved estimator's directory, read in the worker (``None``: given fitted).
+        self.estimator_dir = None if isinstance(estimator, DSIR) else os.fspath(estimator)
         self.threshold = threshold
         self.target = target
         self.normalize = normalize
@@ -159,8 +160,8 @@ class DSIRFilter(_LazyFilter):
             self._fn = self._weights(estimator)
 
     def _build(self) -> BatchFunction:
-        assert isinstance(self.estimator, str)
-        return self._weights(DSIR.load(self.estimator, None))
+        assert self.estimator_dir is not None
+        return self._weights(DSIR.load(self.estimator_dir, None))
 
     def _weights(self, dsir: DSIR) -> DSIRWeights:
         targets = list(dsir.targets)

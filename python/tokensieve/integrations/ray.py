@@ -75,8 +75,8 @@ STATUS = "status"
 #: Rows per batch given to a batch function.
 BATCH_ROWS = 4096
 
-# The statuses of a row in select_dsir's accounting (besides the skip reasons).
-_ELIGIBLE, _TOO_SHORT, _SELECTED, _NOT_SELECTED = "eligible", "too_short", "selected", "not_selected"
+# The statuses of a row in select_dsir's key table (besides the skip reasons).
+_ELIGIBLE, _TOO_SHORT = "eligible", "too_short"
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -99,8 +99,10 @@ def read_corpus(
     skipped record, when known). The names ``source``, ``position``, ``skipped`` and ``line``
     must not be columns of the files.
 
-    Each task converts its file to a temporary Parquet file of its documents beside reading it
-    (a compiled reader that hands out Arrow batches would save that pass).
+    Each task scans its file, has tokensieve's shard writer copy its documents into a
+    temporary Parquet file and reads that back in blocks of ``rows_per_block`` rows: two
+    compiled passes and a Parquet read per file (a compiled reader handing out Arrow batches
+    would need one pass).
     """
     files = corpus_files(source)
     if not files:
@@ -411,9 +413,10 @@ def select_dsir(
     materialised table of keys (about 60 bytes per row). Per target, an aggregation keeps the
     best k keys of each block and merges them pairwise into the target's cutoff (Ray tasks over
     the key blocks); a last pass collects the selected identities, and ``dataset`` keeps the
-    rows of ``raw`` that have them. For a k too large for one aggregation to hold, ``exact=False`` takes the cutoff from an approximate quantile of the
-    keys instead (``ray.data.aggregate.ApproximateQuantile``, which needs ``datasketches``):
-    about k documents, not the single-machine selection.
+    rows of ``raw`` that have them. For a k too large for one aggregation to hold,
+    ``exact=False`` takes the cutoff from an approximate quantile of the keys instead
+    (``ray.data.aggregate.ApproximateQuantile``, which needs ``datasketches``): about k
+    documents, not the single-machine selection.
     """
     if method not in ("gumbel", "topk"):
         raise InvalidArgumentError(f'method must be "gumbel" or "topk" on Ray, got {method!r}')

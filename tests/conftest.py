@@ -83,3 +83,34 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def news_or_mail(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small fastText classifier (labels ``news`` and ``mail``) trained by tokensieve on BBC
+    News and SpamAssassin documents, saved as a ``.bin``."""
+    from tokensieve.fasttext import train_supervised
+
+    news = read_jsonl_zst(shared_data / "raw_pool/bbc_news.jsonl.zst", 150)
+    mail = read_jsonl_zst(shared_data / "raw_pool/spamassassin_email.jsonl.zst", 150)
+    texts = [" ".join(r["text"].split()) for r in news + mail]
+    labels = ["news"] * len(news) + ["mail"] * len(mail)
+    model = train_supervised((texts, labels), epoch=2, thread=1, seed=0, wordNgrams=2, bucket=10000)
+    path = tmp_path_factory.mktemp("classifier") / "news_or_mail.bin"
+    model.save_model(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster for the session: 2 CPUs, a small object store, no dashboard. Its
+    workers import tokensieve and the test modules from the paths this process imports them."""
+    ray = pytest.importorskip("ray")
+    import tokensieve
+
+    paths = [str(Path(tokensieve.__file__).parent.parent), str(ROOT / "tests")]
+    os.environ["PYTHONPATH"] = os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")])
+    ray.init(num_cpus=2, object_store_memory=100 * 1024**2, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()

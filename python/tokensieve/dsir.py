@@ -56,7 +56,7 @@ from tokensieve.output import (
 )
 from tokensieve.progress import progress_bar
 
-__all__ = ["DSIR", "Selection", "kl_divergence"]
+__all__ = ["DSIR", "Selection", "gumbel_noise", "kl_divergence", "source_identities"]
 
 Method = Literal["gumbel", "topk", "replacement"]
 OutputFormat = Literal["jsonl", "jsonl.zst", "parquet"]
@@ -387,8 +387,8 @@ class DSIR:
         weights = self.weights(normalize=normalize)
         weights = weights[:, None] if weights.ndim == 1 else weights
         eligible = self.tokens >= self.min_example_length
-        k = self._resolve_k(k, fraction, int(eligible.sum()), clamp)
-        quotas = self._quotas(k)
+        quotas = self.target_quotas(int(eligible.sum()), k, fraction=fraction, clamp=clamp)
+        k = sum(quotas)
         if legacy_numpy_seed is not None:
             copies = self._select_legacy(weights, eligible, quotas, legacy_numpy_seed, legacy_num_proc)
             used_seed: int | None = legacy_numpy_seed
@@ -403,6 +403,19 @@ class DSIR:
         if out is not None:
             selection = self.write(selection, out, output_format=output_format)
         return selection
+
+    def target_quotas(
+        self, eligible: int, k: int | None = None, *, fraction: float | None = None, clamp: bool = False
+    ) -> list[int]:
+        """How many documents each target selects when ``k`` (or ``fraction`` of the ``eligible``
+        documents) are asked for, as :meth:`resample` splits them: ``floor(k * p_i)`` by
+        ``target_proportions``, the remainder to the last target. Raises
+        :class:`~tokensieve.exceptions.InvalidArgumentError` for a k outside 1..eligible unless
+        ``clamp=True`` lowers it."""
+        k = self._resolve_k(k, fraction, eligible, clamp)
+        proportions = self.target_proportions
+        quotas = [int(k * p) for p in proportions[:-1]]
+        return [*quotas, k - sum(quotas)]
 
     @staticmethod
     def _resolve_k(k: int | None, fraction: float | None, eligible: int, clamp: bool) -> int:
@@ -423,12 +436,6 @@ class DSIR:
                 )
             return eligible
         return k
-
-    def _quotas(self, k: int) -> list[int]:
-        """k split over targets like the reference: floor(k * p_i), the remainder to the last."""
-        proportions = self.target_proportions
-        quotas = [int(k * p) for p in proportions[:-1]]
-        return [*quotas, k - sum(quotas)]
 
     def _select(
         self, weights: np.ndarray, eligible: np.ndarray, quotas: list[int], seed: int, method: Method
@@ -692,9 +699,11 @@ class DSIR:
             detail = ", ".join(f"{k}: asked {a!r}, saved {s!r}" for k, (a, s) in mismatched.items())
             raise FeatureSpaceMismatchError(f"{directory} was fitted in another feature space ({detail})")
         settings = {k: v for k, v in expected.items() if k not in space}
-        dsir = cls(
-            raw,
-            {name: None for name in state["targets"]},
+        return cls.from_counts(
+            np.load(directory / "raw_counts.npy", allow_pickle=False),
+            np.load(directory / "target_counts.npy", allow_pickle=False),
+            raw=raw,
+            targets=state["targets"],
             **space,
             min_example_length=settings.pop("min_example_length", state["min_example_length"]),
             chunk_words=state.get("chunk_words"),
@@ -704,13 +713,37 @@ class DSIR:
             fit_seed=state["fit_seed"],
             **settings,
         )
-        raw_counts = np.load(directory / "raw_counts.npy", allow_pickle=False)
-        target_counts = np.load(directory / "target_counts.npy", allow_pickle=False)
-        buckets = space["buckets"]
-        if raw_counts.shape != (buckets,) or target_counts.shape != (len(state["targets"]), buckets):
-            raise InvalidArgumentError(f"{directory}: count arrays do not match {buckets} buckets")
-        dsir.raw_counts = raw_counts.astype(np.int64)
-        dsir.target_counts = target_counts.astype(np.int64)
+
+    @classmethod
+    def from_counts(
+        cls,
+        raw_counts: npt.ArrayLike,
+        target_counts: npt.ArrayLike,
+        *,
+        raw: Any = None,
+        targets: Sequence[str] = ("target",),
+        **settings: Any,
+    ) -> DSIR:
+        """A fitted estimator from bucket counts summed elsewhere (by another engine, on
+        several machines): ``raw_counts`` ``[buckets]`` and ``target_counts`` ``[targets,
+        buckets]`` (or ``[buckets]`` for one target) of non-negative integers, in the feature
+        space that ``settings`` (the constructor's keyword arguments) describe. Counts summed
+        over the same documents give the same estimator as :meth:`fit`. ``raw`` is the pool
+        to weigh, if any."""
+        raw_arr = np.asarray(raw_counts)
+        target_arr = np.atleast_2d(np.asarray(target_counts))
+        dsir = cls(raw, {name: None for name in targets}, **settings)
+        buckets = dsir.featurizer.buckets
+        for name, array in (("raw_counts", raw_arr), ("target_counts", target_arr)):
+            if not np.issubdtype(array.dtype, np.integer) or (array.size and array.min() < 0):
+                raise InvalidArgumentError(f"{name} must hold non-negative integers")
+        if raw_arr.shape != (buckets,) or target_arr.shape != (len(dsir.targets), buckets):
+            raise InvalidArgumentError(
+                f"counts of shapes {raw_arr.shape} and {target_arr.shape} do not match "
+                f"{len(dsir.targets)} target(s) of {buckets} buckets"
+            )
+        dsir.raw_counts = raw_arr.astype(np.int64)
+        dsir.target_counts = target_arr.astype(np.int64)
         return dsir
 
 
@@ -747,12 +780,40 @@ def _document_uniforms(
     function of ``(seed, stream, source identity, position in the source)`` only: thread count,
     the order of sources and where the corpus lies do not matter."""
     names, source_of, position = _source_positions(report, rows)
-    source_keys = _source_keys(names)
+    return _keyed_uniforms(_source_keys(names)[source_of], position, seed, stream)
+
+
+def _keyed_uniforms(source_keys: np.ndarray, position: np.ndarray, seed: int, stream: int) -> np.ndarray:
+    """A uniform number in (0, 1) per document given its source's 64-bit key and its position."""
     base = _mix(np.uint64(seed & 0xFFFFFFFFFFFFFFFF) ^ np.uint64(0x9E3779B97F4A7C15))
     base = _mix(base ^ _mix(np.uint64(stream) + np.uint64(0x5851F42D4C957F2D)))
     with np.errstate(over="ignore"):
-        z = _mix(_mix(base ^ source_keys[source_of]) + position * np.uint64(0x9E3779B97F4A7C15))
+        z = _mix(_mix(base ^ source_keys) + position * np.uint64(0x9E3779B97F4A7C15))
     return ((z >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
+
+
+def gumbel_noise(
+    sources: Sequence[str] | npt.ArrayLike, positions: npt.ArrayLike, *, seed: int, target: int = 0
+) -> npt.NDArray[np.float64]:
+    """The Gumbel noise that ``resample(method="gumbel", seed=seed)`` adds to the log weight of
+    each document for target number ``target``, given the documents' identities.
+
+    A document is identified by its source (as :func:`source_identities` names it: a file's
+    path relative to the directory holding all the input files, or ``<list>`` / ``<arrow>`` for
+    texts in memory) and its position: its 0-based index among the documents of that source
+    (skipped records are not documents). Engines that weigh documents elsewhere, such as
+    :mod:`tokensieve.integrations.ray`, reproduce the selection of :meth:`DSIR.resample` with it.
+    """
+    position = np.asarray(positions)
+    if position.ndim != 1 or not (position.size == 0 or np.issubdtype(position.dtype, np.integer)):
+        raise InvalidArgumentError("positions must be a 1-D integer array")
+    if position.size and position.min() < 0:
+        raise InvalidArgumentError("positions must be >= 0")
+    names, source_of = np.unique(np.asarray(sources, dtype=object), return_inverse=True)
+    if len(source_of) != len(position):
+        raise InvalidArgumentError(f"{len(source_of)} sources for {len(position)} positions")
+    keys = _identity_keys(names.tolist())[source_of]
+    return _gumbel(_keyed_uniforms(keys, position.astype(np.uint64), seed, target))
 
 
 #: Documents whose selection keys are computed at a time (bounds the memory of a selection).
@@ -814,11 +875,23 @@ def _gumbel(u: np.ndarray) -> np.ndarray:
     return -np.log(-np.log(u))
 
 
-def _source_keys(names: list[str]) -> np.ndarray:
-    """A 64-bit identity per source: a file's path relative to the directory that holds all the
-    input files (so a corpus moved elsewhere keeps its selection), else the source's label."""
+def source_identities(names: Sequence[str]) -> list[str]:
+    """The identities that key the random numbers of the documents of these sources (one read's
+    sources, all of them): each file's path relative to the directory that holds all the input
+    files, so that a corpus moved elsewhere keeps its selection; the names themselves unless
+    every one is an existing file (``<list>`` / ``<arrow>`` for texts in memory)."""
+    names = [os.fspath(name) for name in names]
     if names and all(os.path.isfile(name) for name in names):
         root = os.path.commonpath([os.path.dirname(os.path.abspath(name)) for name in names])
-        names = [os.path.relpath(os.path.abspath(name), root) for name in names]
-    digests = (hashlib.sha256(name.encode("utf-8", "surrogatepass")).digest()[:8] for name in names)
+        return [os.path.relpath(os.path.abspath(name), root) for name in names]
+    return names
+
+
+def _source_keys(names: list[str]) -> np.ndarray:
+    """A 64-bit key per source of a read (see :func:`source_identities`)."""
+    return _identity_keys(source_identities(names))
+
+
+def _identity_keys(identities: list[str]) -> np.ndarray:
+    digests = (hashlib.sha256(name.encode("utf-8", "surrogatepass")).digest()[:8] for name in identities)
     return np.array([int.from_bytes(d, "little") for d in digests], dtype=np.uint64)

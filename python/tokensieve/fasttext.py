@@ -57,8 +57,9 @@ import numpy as np
 import numpy.typing as npt
 
 from tokensieve import _core
-from tokensieve.exceptions import InvalidArgumentError
+from tokensieve.exceptions import InvalidArgumentError, ModelFormatError
 from tokensieve.io import Files, OnError, PathLike, ReadReport, corpus_files, is_file_source
+from tokensieve.output import file_sha256
 from tokensieve.progress import progress_bar
 
 __all__ = ["PRESETS", "BatchPrediction", "FastTextModel", "load_model", "train_supervised"]
@@ -109,28 +110,69 @@ class FastTextModel:
         num_threads: threads of batch calls; ``None`` reads ``TOKENSIEVE_NUM_THREADS``, else
             uses every CPU. Results do not depend on it.
 
-    The model pickles as its path (the file is read again on unpickling); a model from
+    The model pickles as its path and the file's SHA-256 (no weights): an unpickled model reads
+    the file on first use, in the process that uses it (a worker), and raises
+    :class:`~tokensieve.exceptions.ModelFormatError` if the file there is not the one pickled.
+    Equal models pickle to equal bytes, so ``datasets`` fingerprints them stably. A model from
     :func:`train_supervised` has no path until :meth:`save_model`.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, num_threads: int | None = None) -> None:
-        self._setup(_core.FastTextModel(os.fspath(path)), os.fspath(path), num_threads)
+        self._setup(os.fspath(path), num_threads, sha256=None)
+        self._read()
 
     @classmethod
     def _from_core(cls, core: _core.FastTextModel, num_threads: int | None) -> FastTextModel:
         model = cls.__new__(cls)
-        model._setup(core, None, num_threads)
+        model._setup(None, num_threads, sha256=None)
+        model._handle = core
         return model
 
-    def _setup(self, core: _core.FastTextModel, path: str | None, num_threads: int | None) -> None:
-        self._core = core
+    def _setup(self, path: str | None, num_threads: int | None, sha256: str | None) -> None:
         self.path: str | None = path
         """The file the model was read from or last saved to (``None``: trained, not saved)."""
         self.num_threads = num_threads
-        raw_labels, self._label_counts = self._core.entries(labels=True)
-        self._raw_labels = tuple(raw_labels)
-        self.labels: tuple[str, ...] = tuple(b.decode("utf-8", "replace") for b in raw_labels)
+        self._sha256 = sha256
+        self._handle: _core.FastTextModel | None = None
+        #: (size, mtime) of the file when it was read, to notice it changing before it is hashed.
+        self._stat: tuple[int, int] | None = None
+        self._label_entries: tuple[tuple[bytes, ...], np.ndarray] | None = None
+
+    def _read(self) -> _core.FastTextModel:
+        assert self.path is not None
+        handle = _core.FastTextModel(self.path)
+        self._stat = _stat(self.path)
+        if self._sha256 is not None and file_sha256(self.path) != self._sha256:
+            raise _changed(self.path, "is not the file the model was pickled from")
+        self._handle = handle
+        return handle
+
+    @property
+    def _native(self) -> _core.FastTextModel:
+        """The compiled model, read from :attr:`path` on first use after unpickling."""
+        return self._handle if self._handle is not None else self._read()
+
+    @property
+    def sha256(self) -> str:
+        """The SHA-256 of :attr:`path` (hashed once, on first use)."""
+        if self.path is None:
+            raise InvalidArgumentError("a trained model has no file yet: call save_model(path) first")
+        if self._sha256 is None:
+            if self._stat is not None and _stat(self.path) != self._stat:
+                raise _changed(self.path, "changed after the model was read")
+            self._sha256 = file_sha256(self.path)
+        return self._sha256
+
+    @property
+    def labels(self) -> tuple[str, ...]:
         """The label names (with their prefix), in the model's order."""
+        return tuple(b.decode("utf-8", "replace") for b in self._labels_and_counts()[0])
+
+    def _labels_and_counts(self) -> tuple[tuple[bytes, ...], np.ndarray]:
+        if self._label_entries is None:
+            raw, counts = self._native.entries(labels=True)
+            self._label_entries = tuple(raw), counts
+        return self._label_entries
 
     def __repr__(self) -> str:
         args = self.args
@@ -142,33 +184,34 @@ class FastTextModel:
     def __getstate__(self) -> dict[str, Any]:
         if self.path is None:
             raise TypeError("a trained model pickles as its file: call save_model(path) first")
-        return {"path": self.path, "num_threads": self.num_threads}
+        return {"path": self.path, "sha256": self.sha256, "num_threads": self.num_threads}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"], num_threads=state["num_threads"])  # type: ignore[misc]
+        self._setup(state["path"], state["num_threads"], sha256=state["sha256"])
 
     @property
     def args(self) -> dict[str, Any]:
         """The arguments stored in the file (``dim``, ``wordNgrams``, ``loss`` as a name, ``bucket``,
         ``minn``, ``maxn``, ...) and the format ``version``."""
-        return self._core.args()
+        return self._native.args()
 
     def save_model(self, path: str | os.PathLike[str]) -> None:
         """Writes the model in fastText's format (version 12): fastText's ``load_model`` reads it
         and predicts exactly as this model does. A model without a path takes this one."""
-        self._core.save(os.fspath(path))
+        self._native.save(os.fspath(path))
         if self.path is None:
             self.path = os.fspath(path)
+            self._stat = _stat(self.path)
 
     # fastText's accessors -------------------------------------------------------------------
 
     def get_dimension(self) -> int:
         """The dimension of the word and sentence vectors."""
-        return self._core.dim
+        return self._native.dim
 
     def is_quantized(self) -> bool:
         """Whether the input matrix is product-quantised (a ``.ftz`` model)."""
-        return self._core.quantized
+        return self._native.quantized
 
     @overload
     def get_labels(
@@ -182,8 +225,9 @@ class FastTextModel:
         self, include_freq: bool = False, on_unicode_error: UnicodeErrors = "strict"
     ) -> list[str] | tuple[list[str], npt.NDArray[np.int64]]:
         """The labels, as fastText's ``get_labels`` (with their training counts if asked)."""
-        labels = [b.decode("utf-8", on_unicode_error) for b in self._raw_labels]
-        return (labels, self._label_counts.copy()) if include_freq else labels
+        raw, counts = self._labels_and_counts()
+        labels = [b.decode("utf-8", on_unicode_error) for b in raw]
+        return (labels, counts.copy()) if include_freq else labels
 
     @overload
     def get_words(
@@ -197,21 +241,21 @@ class FastTextModel:
         self, include_freq: bool = False, on_unicode_error: UnicodeErrors = "strict"
     ) -> list[str] | tuple[list[str], npt.NDArray[np.int64]]:
         """The vocabulary, as fastText's ``get_words`` (with counts if asked)."""
-        raw, counts = self._core.entries(labels=False)
+        raw, counts = self._native.entries(labels=False)
         words = [b.decode("utf-8", on_unicode_error) for b in raw]
         return (words, counts) if include_freq else words
 
     def get_word_vector(self, word: str) -> npt.NDArray[np.float32]:
         """fastText's word vector: the average of the word's row and its character n-gram rows
         (an unknown word: of its n-grams; zeros if it has none)."""
-        return self._core.word_vector(word)
+        return self._native.word_vector(word)
 
     def get_sentence_vector(
         self, text: str, *, newline: NewlinePolicy = "error", strip: bool = False
     ) -> npt.NDArray[np.float32]:
         """fastText's sentence vector of a supervised model: the average of the text's feature
         rows (its words, n-grams and ``</s>``), which is the classifier's hidden layer."""
-        return self._core.sentence_vector(text, newline=newline, strip=strip)
+        return self._native.sentence_vector(text, newline=newline, strip=strip)
 
     # predictions ----------------------------------------------------------------------------
 
@@ -261,12 +305,12 @@ class FastTextModel:
         """
         names = self._decoded_labels(on_unicode_error)
         if isinstance(text, str):
-            ids, probs = self._core.predict_batch(
+            ids, probs = self._native.predict_batch(
                 [text], k=k, threshold=threshold, newline=newline, strip=strip, num_threads=1
             )
             n = int(np.count_nonzero(ids[0] >= 0))
             return tuple(names[i] for i in ids[0, :n]), probs[0, :n].astype(np.float64)
-        ids, probs = self._core.predict_batch(
+        ids, probs = self._native.predict_batch(
             text, k=k, threshold=threshold, newline=newline, strip=strip, num_threads=self.num_threads
         )
         counts = np.count_nonzero(ids >= 0, axis=1).tolist()
@@ -290,7 +334,7 @@ class FastTextModel:
         :class:`~tokensieve.exceptions.BadRecordError`."""
         if isinstance(texts, str):
             raise InvalidArgumentError("predict_batch takes a list of texts; use predict() for one str")
-        ids, probs = self._core.predict_batch(
+        ids, probs = self._native.predict_batch(
             texts, k=k, threshold=threshold, newline=newline, strip=strip, num_threads=self.num_threads
         )
         return BatchPrediction(self.labels, ids, probs)
@@ -347,7 +391,7 @@ class FastTextModel:
         if is_file_source(source):
             paths = corpus_files(source)
             with progress_bar("score", paths, progress) as bar:
-                scores, raw = self._core.score_files(
+                scores, raw = self._native.score_files(
                     paths,
                     label=label_id,
                     newline=newline,
@@ -358,7 +402,7 @@ class FastTextModel:
                     progress=bar,
                 )
         else:
-            scores, raw = self._core.score_texts(
+            scores, raw = self._native.score_texts(
                 source,
                 label=label_id,
                 newline=newline,
@@ -372,7 +416,7 @@ class FastTextModel:
 
     def _label_id(self, label: str) -> int:
         for name in (label, LABEL_PREFIX + label):
-            found = self._core.label_id(name)
+            found = self._native.label_id(name)
             if found is not None:
                 return found
         raise InvalidArgumentError(f"unknown label {label!r}; the model's labels are {list(self.labels)}")
@@ -380,7 +424,18 @@ class FastTextModel:
     def _decoded_labels(self, errors: str) -> tuple[str, ...]:
         if errors == "replace":
             return self.labels
-        return tuple(b.decode("utf-8", errors) for b in self._raw_labels)
+        return tuple(b.decode("utf-8", errors) for b in self._labels_and_counts()[0])
+
+
+def _stat(path: str) -> tuple[int, int]:
+    info = os.stat(path)
+    return info.st_size, info.st_mtime_ns
+
+
+def _changed(path: str, what: str) -> ModelFormatError:
+    error = ModelFormatError(f"{path} {what}")
+    error.path = path
+    return error
 
 
 def _training_text(

@@ -1,0 +1,197 @@
+"""Ray Data integration: throughput on a local cluster with 1 and 2 workers against the
+in-process API on the same cores, and the integration's overhead per document.
+
+All of ``../shared/data/raw_pool`` (68,250 documents) is read into a local Ray cluster
+(``ray.init(num_cpus=2)``) with :func:`tokensieve.integrations.ray.read_corpus` and
+materialised; the in-process runs take the same documents as one Arrow array. Stages:
+
+* ``dsir weights``: :class:`DSIRWeights` (estimator fitted on ``target``, ``dsir-sha256``,
+  10,000 buckets) with ``apply`` on 1 actor x 1 thread and 2 actors x 1 thread, against
+  ``DSIRWeights.compute`` in this process on 1 and 2 threads;
+* ``fasttext score``: :class:`FastTextScores` of a softmax classifier (``wordNgrams=2``, dim 100,
+  200,000 buckets, ``raw_pool`` against ``target``, trained here by tokensieve), the same way;
+* ``dsir fit``: ``fit_dsir`` (per-batch count vectors and an aggregation) against ``DSIR(texts,
+  target).fit()`` in this process;
+* ``dsir end to end``: ``read_corpus`` + ``fit_dsir`` + ``select_dsir(fraction=0.1)`` from the
+  files against ``DSIR(Files(...)).fit().resample(fraction=0.1)`` (both from the ``.jsonl.zst``
+  files, selections compared).
+
+Ray times are wall times of the whole job (``materialize()``), actor start-up included. Each
+batch-function stage runs on the first quarter of the documents and on all of them: the time
+per extra document (``*_us_per_doc``) and the fixed time (``*_fixed_s``, start-up) follow, and
+the integration's overhead per document is Ray's time per document against the in-process
+one on as many threads as the cluster has workers (1 worker against 1 thread, 2 against 2).
+``batched_2_threads`` is the Arrow plumbing alone: ``fn(table)`` on batches of 4,096 rows in
+this process. Medians of ``--reps`` runs after a warm-up; no other load should run meanwhile.
+
+Usage: python benches/bench_scale.py [--reps 3] [--limit DOCS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import numpy as np
+import pyarrow as pa
+import ray
+from common import SHARED_DATA, median, timed, write_result
+
+from tokensieve import DSIR
+from tokensieve.dsir import source_identities
+from tokensieve.fasttext import train_supervised
+from tokensieve.integrations import ray as tsray
+from tokensieve.integrations.batch import BatchFunction, DSIRWeights, FastTextScores
+from tokensieve.io import Files
+
+BATCH = 4096
+
+
+def texts_of(ds: ray.data.Dataset) -> pa.ChunkedArray:
+    table = pa.concat_tables(ray.get(ds.to_arrow_refs()), promote_options="default")
+    return table.filter(table["skipped"].is_null())["text"]
+
+
+def in_process(fn: BatchFunction, texts: pa.ChunkedArray, threads: int, reps: int) -> float:
+    """One compiled call per 10,000 texts (BatchFunction.compute), in this process."""
+    fn.num_threads = threads
+    return median(timed(lambda: fn.compute(texts), reps))
+
+
+def batched_call(fn: BatchFunction, texts: pa.ChunkedArray, threads: int, reps: int) -> float:
+    """fn(table) a batch of 4,096 rows at a time, in this process: the Arrow plumbing included."""
+    fn.num_threads = threads
+    batches = pa.table({"text": texts}).to_batches(BATCH)
+    return median(timed(lambda: [fn(b) for b in batches], reps))
+
+
+def on_ray(ds: ray.data.Dataset, fn: BatchFunction, actors: int, reps: int) -> float:
+    """apply() on ``actors`` actors of 1 CPU each, the whole job (actor start-up included)."""
+    return median(timed(lambda: tsray.apply(ds, fn, actors=actors, batch_size=BATCH).materialize(), reps))
+
+
+def marginal(small: float, large: float, n_small: int, n_large: int) -> tuple[float, float]:
+    """Seconds per extra document and the fixed seconds, from the times at two sizes."""
+    per_doc = (large - small) / (n_large - n_small)
+    return per_doc, small - per_doc * n_small
+
+
+def selected_ids(dsir: DSIR, selection) -> list[tuple[str, int]]:
+    """(source identity, position) of a single-machine selection."""
+    names = source_identities([s.name for s in dsir.report.sources])
+    starts = np.cumsum([0] + [s.documents for s in dsir.report.sources])
+    source_of = np.searchsorted(starts, selection.indices, side="right") - 1
+    return sorted((names[s], int(i - starts[s])) for s, i in zip(source_of, selection.indices, strict=True))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--limit", type=int, help="documents of the pool (default: all)")
+    args = parser.parse_args()
+
+    ray.init(num_cpus=2, object_store_memory=1 << 30, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    raw_files = sorted((SHARED_DATA / "raw_pool").glob("*.jsonl.zst"))
+    target_files = sorted((SHARED_DATA / "target").glob("*.jsonl.zst"))
+    start = time.perf_counter()
+    ds = tsray.read_corpus(Files(raw_files)).materialize()
+    read_seconds = time.perf_counter() - start
+    texts = texts_of(ds)
+    if args.limit:
+        texts = texts[: args.limit]
+        ds = ds.limit(args.limit).materialize()
+    docs = len(texts)
+    text_ds = ds.select_columns(["text"]).materialize()
+    target = Files(target_files)
+    print(f"{docs:,} documents, {sum(len(t) for t in texts.to_pylist()) / 1e6:.1f} MB of text")
+
+    single = DSIR(texts, target, num_threads=2).fit()
+    # The classifier: every fourth pool document against the target (cc / hq), flattened.
+    pool = texts.to_pylist()[::4]
+    hq = texts_of(tsray.read_corpus(target).materialize()).to_pylist()
+    training = ([" ".join(t.split()) for t in pool + hq], ["cc"] * len(pool) + ["hq"] * len(hq))
+    model = train_supervised(training, wordNgrams=2, bucket=200_000, epoch=2, thread=2)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_model(f"{tmp}/model.bin")
+        stages = {
+            "dsir weights": DSIRWeights(single),
+            "fasttext score": FastTextScores(f"{tmp}/model.bin", "hq"),
+        }
+        results: dict[str, dict[str, float]] = {}
+        quarter = docs // 4
+        sizes = {"quarter": (texts[:quarter], text_ds.limit(quarter).materialize()), "all": (texts, text_ds)}
+        runs = {
+            "in_process_1_thread": lambda fn, t, d: in_process(fn, t, 1, args.reps),
+            "in_process_2_threads": lambda fn, t, d: in_process(fn, t, 2, args.reps),
+            "batched_2_threads": lambda fn, t, d: batched_call(fn, t, 2, args.reps),
+            "ray_1_worker": lambda fn, t, d: on_ray(d, fn, 1, args.reps),
+            "ray_2_workers": lambda fn, t, d: on_ray(d, fn, 2, args.reps),
+        }
+        for name, fn in stages.items():
+            row: dict[str, float] = {}
+            for run, measure in runs.items():
+                for size, (size_texts, size_ds) in sizes.items():
+                    row[f"{run}_{size}_s"] = measure(fn, size_texts, size_ds)
+                per_doc, fixed = marginal(row[f"{run}_quarter_s"], row[f"{run}_all_s"], quarter, docs)
+                row[f"{run}_us_per_doc"], row[f"{run}_fixed_s"] = per_doc * 1e6, fixed
+            for workers, threads in (("1_worker", "1_thread"), ("2_workers", "2_threads")):
+                per_doc = row[f"ray_{workers}_us_per_doc"] / row[f"in_process_{threads}_us_per_doc"]
+                row[f"ray_{workers}_overhead_per_doc"] = per_doc - 1
+                row[f"ray_{workers}_vs_in_process_all"] = (
+                    row[f"ray_{workers}_all_s"] / row[f"in_process_{threads}_all_s"]
+                )
+            row["batch_function_overhead_per_doc"] = (
+                row["batched_2_threads_us_per_doc"] / row["in_process_2_threads_us_per_doc"] - 1
+            )
+            results[name] = row
+            print(name, {k: round(v, 3) for k, v in row.items()})
+        results["dsir fit"] = {
+            "in_process_2_threads_all_s": median(
+                timed(lambda: DSIR(texts, target, num_threads=2).fit(), args.reps)
+            ),
+            "ray_2_workers_all_s": median(
+                timed(lambda: tsray.fit_dsir(text_ds, target, actors=2), args.reps)
+            ),
+        }
+
+    def single_run():
+        dsir = DSIR(Files(raw_files), target, num_threads=2).fit()
+        return dsir, dsir.resample(fraction=0.1, seed=0)
+
+    def ray_run():
+        raw = tsray.read_corpus(Files(raw_files))
+        return tsray.select_dsir(raw, tsray.fit_dsir(raw, target, actors=2), fraction=0.1, seed=0, actors=2)
+
+    results["dsir end to end"] = {
+        "in_process_2_threads_all_s": median(timed(single_run, args.reps)),
+        "ray_2_workers_all_s": median(timed(ray_run, args.reps)),
+    }
+    same = selected_ids(*single_run()) == sorted(
+        (source, int(p)) for source, positions in ray_run().positions.items() for p in positions
+    )
+    for name in ("dsir fit", "dsir end to end"):
+        row = results[name]
+        row["ray_2_workers_vs_in_process_all"] = (
+            row["ray_2_workers_all_s"] / row["in_process_2_threads_all_s"]
+        )
+        print(name, {k: round(v, 3) for k, v in row.items()})
+    path = write_result(
+        "bench_scale",
+        {
+            "documents": docs,
+            "read_corpus_s": read_seconds,
+            "ray": ray.__version__,
+            "batch_rows": BATCH,
+            "reps": args.reps,
+            "same_selection_as_single_machine": same,
+            "stages": results,
+        },
+    )
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()

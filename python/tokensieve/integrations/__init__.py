@@ -1,0 +1,10 @@
+"""tokensieve in other engines, each behind an optional dependency imported only by its module.
+
+* :mod:`tokensieve.integrations.batch`: picklable batch functions (n-gram features, fastText
+  scores, DSIR weights) that every engine below calls; no extra dependency.
+* :mod:`tokensieve.integrations.ray`: Ray Data (``pip install tokensieve[ray]``): batch
+  functions on actor pools, corpus files read into blocks, DSIR fitted and selected on a cluster
+  with the single-machine selection.
+* :mod:`tokensieve.integrations.datatrove`: datatrove pipeline steps (``tokensieve[datatrove]``).
+* :mod:`tokensieve.integrations.hf`: Hugging Face ``datasets`` (``tokensieve[datasets]``).
+"""

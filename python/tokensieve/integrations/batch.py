@@ -1,0 +1,268 @@
+"""Batch functions: picklable callables that add tokensieve columns to a batch of rows.
+
+One object serves every engine:
+
+* Ray Data: :func:`tokensieve.integrations.ray.apply` runs it on an actor pool (an Arrow table
+  in, the table with the new columns out);
+* Hugging Face ``datasets``: ``dataset.map(fn, batched=True, num_proc=N)`` (a dict of lists in,
+  a dict of the new columns out) or, without copies, :func:`tokensieve.integrations.hf.add_columns`;
+* datatrove: the steps of :mod:`tokensieve.integrations.datatrove` call :meth:`BatchFunction.compute`.
+
+A row whose text is not a document (null, not a string) gets nulls in every new column, and
+:meth:`BatchFunction.compute` says why (one of :data:`tokensieve.io.SKIP_REASONS`).
+
+Batch functions pickle as their saved state, never as compiled objects: a feature space, the
+DSIR estimator's arrays, a model's path and SHA-256. The compiled objects are built again in
+the process that uses them, on first use, so a model is read once per worker, and equal
+functions pickle to equal bytes (``datasets`` fingerprints them stably and its cache is hit).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import pyarrow as pa
+
+from tokensieve import _core
+from tokensieve.dsir import DSIR
+from tokensieve.exceptions import InvalidArgumentError
+from tokensieve.fasttext import PRESETS, FastTextModel
+from tokensieve.features import HashedNgrams
+
+__all__ = ["BatchFunction", "Computed", "DSIRWeights", "FastTextScores", "NgramFeatures"]
+
+#: Rows given to one compiled call: a read report locates at most 10,000 skipped records, and
+#: every skipped row must be located to keep the outputs aligned with the rows.
+MAX_ROWS_PER_CALL = 10_000
+
+
+class Computed(NamedTuple):
+    """The new columns of a batch (aligned with its rows, null where a row is not a document)
+    and, per row, why it is not a document (null for documents)."""
+
+    columns: dict[str, pa.Array]
+    skipped: pa.Array
+
+
+class BatchFunction(ABC):
+    """Adds columns computed from a batch's text column.
+
+    Call it on a ``pyarrow.Table`` or ``RecordBatch`` (returns a table: the batch with the new
+    columns appended, replacing columns of the same name) or on a dict of lists, as
+    ``datasets`` passes batches (returns a dict of the new columns as lists).
+    """
+
+    def __init__(self, text_column: str, num_threads: int | None) -> None:
+        self.text_column = text_column
+        #: Threads of each compiled call; ``None`` uses ``TOKENSIEVE_NUM_THREADS``, else every CPU.
+        self.num_threads = num_threads
+
+    @property
+    @abstractmethod
+    def column_names(self) -> tuple[str, ...]:
+        """The names of the columns this function adds."""
+
+    def load(self) -> None:  # noqa: B027 (a hook: most functions have nothing to build)
+        """Builds the compiled objects now (e.g. reads the model) instead of on the first call."""
+
+    @abstractmethod
+    def _compute(self, texts: Any) -> Computed:
+        """The columns of at most :data:`MAX_ROWS_PER_CALL` texts."""
+
+    def compute(self, texts: Sequence[Any] | pa.Array | pa.ChunkedArray) -> Computed:
+        """The new columns of ``texts`` (a list, or an Arrow string or binary array)."""
+        n = len(texts)
+        if n <= MAX_ROWS_PER_CALL:
+            return self._compute(texts)
+        parts = [self._compute(texts[i : i + MAX_ROWS_PER_CALL]) for i in range(0, n, MAX_ROWS_PER_CALL)]
+        columns = {name: pa.concat_arrays([p.columns[name] for p in parts]) for name in self.column_names}
+        return Computed(columns, pa.concat_arrays([p.skipped for p in parts]))
+
+    def __call__(self, batch: pa.Table | pa.RecordBatch | Mapping[str, Any]) -> Any:
+        if isinstance(batch, (pa.Table, pa.RecordBatch)):
+            table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+            computed = self.compute(_text_column(table.column_names, self.text_column, table))
+            for name, values in computed.columns.items():
+                index = table.schema.get_field_index(name)
+                table = (
+                    table.append_column(name, values) if index < 0 else table.set_column(index, name, values)
+                )
+            return table
+        if isinstance(batch, Mapping):
+            texts = _text_column(list(batch.keys()), self.text_column, batch)
+            computed = self.compute(list(texts))
+            return {name: values.to_pylist() for name, values in computed.columns.items()}
+        raise InvalidArgumentError(
+            f"a batch is a pyarrow.Table, RecordBatch or a dict of lists, not {type(batch).__name__}"
+        )
+
+
+class NgramFeatures(BatchFunction):
+    """Per-document hashed n-gram counts as two list columns: ``<prefix>_buckets`` (the buckets
+    with a non-zero count, ascending) and ``<prefix>_counts`` (their counts), the rows of
+    :meth:`HashedNgrams.transform <tokensieve.features.HashedNgrams.transform>`."""
+
+    def __init__(
+        self,
+        featurizer: HashedNgrams,
+        *,
+        prefix: str = "ngram",
+        text_column: str = "text",
+        num_threads: int | None = None,
+    ) -> None:
+        super().__init__(text_column, num_threads)
+        self.featurizer = featurizer
+        self.prefix = prefix
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return f"{self.prefix}_buckets", f"{self.prefix}_counts"
+
+    def _compute(self, texts: Any) -> Computed:
+        (data, indices, indptr), report = self.featurizer._core.transform_texts(
+            texts, on_error="skip", num_threads=self.num_threads
+        )
+        # The rows stay aligned with the texts (a skipped row is empty): null them.
+        skipped = _skipped(report, len(texts))
+        lists = pa.ListArray if indptr.dtype == np.int32 else pa.LargeListArray
+        offsets, mask = pa.array(indptr), skipped.is_valid()
+        buckets = lists.from_arrays(offsets, pa.array(indices), mask=mask)
+        counts = lists.from_arrays(offsets, pa.array(data), mask=mask)
+        return Computed(dict(zip(self.column_names, (buckets, counts), strict=True)), skipped)
+
+
+class FastTextScores(BatchFunction):
+    """The probability of ``label`` under a fastText classifier, float32 (NaN for a text
+    without any feature), as :meth:`FastTextModel.score <tokensieve.fasttext.FastTextModel.score>`
+    computes it. ``preset`` names the newline handling (:data:`tokensieve.fasttext.PRESETS`);
+    ``model`` is a :class:`~tokensieve.fasttext.FastTextModel` or the path of one."""
+
+    def __init__(
+        self,
+        model: FastTextModel | str | Any,
+        label: str,
+        *,
+        preset: str = "dclm",
+        column: str = "fasttext_score",
+        text_column: str = "text",
+        num_threads: int | None = None,
+    ) -> None:
+        super().__init__(text_column, num_threads)
+        if preset not in PRESETS:
+            raise InvalidArgumentError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+        self.model = model if isinstance(model, FastTextModel) else FastTextModel(model)
+        self.label = label
+        self._label_id = self.model._label_id(label)
+        self.preset = preset
+        self.column = column
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return (self.column,)
+
+    def load(self) -> None:
+        self.model._native  # noqa: B018 (reads the file)
+
+    def _compute(self, texts: Any) -> Computed:
+        scores, report = self.model._native.score_texts(
+            texts,
+            label=self._label_id,
+            on_error="skip",
+            num_threads=self.num_threads,
+            **PRESETS[self.preset],
+        )
+        skipped = _skipped(report, len(texts))
+        return Computed({self.column: _spread(pa.array(scores), skipped)}, skipped)
+
+
+class DSIRWeights(BatchFunction):
+    """DSIR's log importance weight of each document, float64 (a fixed-size list of one weight
+    per target with several targets), and its token count (uint32): the numbers of
+    :meth:`DSIR.weights <tokensieve.dsir.DSIR.weights>` and :attr:`DSIR.tokens
+    <tokensieve.dsir.DSIR.tokens>`, computed by the same compiled code.
+
+    Pickles as the feature space and the estimator's ``log_diff`` array.
+    """
+
+    def __init__(
+        self,
+        dsir: DSIR,
+        *,
+        column: str = "dsir_log_weight",
+        tokens_column: str = "dsir_tokens",
+        text_column: str = "text",
+        num_threads: int | None = None,
+    ) -> None:
+        super().__init__(text_column, num_threads)
+        if dsir.chunk_words is not None:
+            raise InvalidArgumentError(
+                "DSIRWeights weighs whole documents: the estimator cuts them in chunks"
+            )
+        self.feature_space = dsir.feature_space
+        self.log_diff = np.ascontiguousarray(np.atleast_2d(dsir.log_diff), dtype=np.float64)
+        self.targets = tuple(dsir.targets)
+        self.column = column
+        self.tokens_column = tokens_column
+        self._model: _core.ImportanceModel | None = None
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return self.column, self.tokens_column
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_model"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _model=None)
+
+    def load(self) -> None:
+        if self._model is None:
+            featurizer = HashedNgrams(**self.feature_space)
+            self._model = _core.ImportanceModel(featurizer._core, self.log_diff)
+
+    def _compute(self, texts: Any) -> Computed:
+        self.load()
+        assert self._model is not None
+        weights, tokens, report = self._model.score_texts(
+            texts, on_error="skip", num_threads=self.num_threads
+        )
+        skipped = _skipped(report, len(texts))
+        if len(self.targets) == 1:
+            values = pa.array(weights[:, 0])
+        else:
+            values = pa.FixedSizeListArray.from_arrays(pa.array(weights.ravel()), len(self.targets))
+        columns = {
+            self.column: _spread(values, skipped),
+            self.tokens_column: _spread(pa.array(tokens), skipped),
+        }
+        return Computed(columns, skipped)
+
+
+def _text_column(names: list[str], text_column: str, batch: Any) -> Any:
+    if text_column not in names:
+        raise InvalidArgumentError(f"the batch has no {text_column!r} column (its columns: {names})")
+    return batch[text_column]
+
+
+def _skipped(report: Mapping[str, Any], rows: int) -> pa.Array:
+    """Per row, the reason it was skipped (null for documents), from a compiled call's report."""
+    reasons: list[str | None] = [None] * rows
+    for _source, line, reason, _detail in report["skipped_records"]:
+        reasons[line - 1] = reason
+    documents = sum(source["documents"] for source in report["sources"])
+    if rows - documents != len(report["skipped_records"]):
+        # Blank lines are not listed, but batches of texts have none: this cannot happen.
+        raise AssertionError(f"{rows - documents} rows skipped, {len(report['skipped_records'])} located")
+    return pa.array(reasons, type=pa.string())
+
+
+def _spread(values: pa.Array, skipped: pa.Array) -> pa.Array:
+    """``values`` of the documents placed on their rows, nulls on the skipped rows."""
+    if skipped.null_count == len(skipped):
+        return values
+    is_document = np.asarray(skipped.is_null())
+    index = np.cumsum(is_document) - 1
+    return values.take(pa.array(index, mask=~is_document))

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from common import extra_memory, gpu, write_result
+from common import extra_memory, gpu, result_saver
 
 VOCABS = [32000, 128256, 256000]
 DEVICE = "cuda"
@@ -60,9 +60,9 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("no CUDA GPU: bench_linear_stats needs one; nothing written")
         return 0
-    rows = run(args, torch)
     info = gpu(torch, ("liger-kernel", "cut-cross-entropy"))
-    path = write_result("bench_linear_stats", {"config": vars(args), "gpu": info, "rows": rows})
+    save = result_saver("bench_linear_stats", {"config": vars(args), "gpu": info})
+    path = save(run(args, torch, save), True)
     print(f"\nwritten: {path}")
     return 0
 
@@ -158,7 +158,9 @@ class Float64Reference:
         return (dz * self.keep[:, None]).T @ self.h
 
 
-def run(args, torch) -> list[dict[str, Any]]:
+def run(args, torch, save: Callable[[list[dict[str, Any]], bool], Any]) -> list[dict[str, Any]]:
+    """The rows of every (V, data) configuration, passed to `save(rows, False)` as each one (and
+    its sweep) ends."""
     import triton.testing
 
     from tokensieve import kernels
@@ -208,8 +210,10 @@ def run(args, torch) -> list[dict[str, Any]]:
                         out.append(base | row)
                         found["train", name] = row
             print_ratios(found)
+            save(out, False)
             if args.sweep:
                 out += [base | r for r in sweep(torch, bench, hidden, weight, targets, flops, ceiling_ms)]
+                save(out, False)
             del hidden, weight, targets, ref
             torch.cuda.empty_cache()
     return out

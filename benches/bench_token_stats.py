@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from common import extra_memory, gpu, write_result
+from common import extra_memory, gpu, result_saver
 
 VOCABS = [32000, 128256, 151936, 256000]
 SAMPLE_ROWS = 64
@@ -39,16 +39,16 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("no CUDA GPU: bench_token_stats needs one; nothing written")
         return 0
+    save = result_saver("bench_token_stats", {"config": vars(args), "gpu": gpu(torch, ("liger-kernel",))})
     with torch.inference_mode():
-        rows = run(args, torch)
-    path = write_result(
-        "bench_token_stats", {"config": vars(args), "gpu": gpu(torch, ("liger-kernel",)), "rows": rows}
-    )
+        path = save(run(args, torch, save), True)
     print(f"\nwritten: {path}")
     return 0
 
 
-def run(args, torch) -> list[dict[str, Any]]:
+def run(args, torch, save: Callable[[list[dict[str, Any]], bool], Any]) -> list[dict[str, Any]]:
+    """The rows of every (V, data) configuration, passed to `save(rows, False)` as each one (and
+    its sweep) ends."""
     import triton
     import triton.testing
 
@@ -93,8 +93,8 @@ def run(args, torch) -> list[dict[str, Any]]:
             return loss[0] if isinstance(loss, tuple) else loss
 
         peers["liger cross_entropy"] = (liger, lambda x, t: -liger(x, t))
-    except ImportError:
-        print("liger-kernel is not installed: its row is skipped")
+    except Exception as e:  # not installed, or built for another torch/triton
+        print(f"liger-kernel skipped: {e!r}")
 
     out = []
     n = args.tokens
@@ -147,6 +147,11 @@ def run(args, torch) -> list[dict[str, Any]]:
                 except torch.OutOfMemoryError:
                     print(f"{name}: out of memory at V={vocab}")
                     continue
+                except Exception as e:  # a peer that does not run on this torch/triton/GPU
+                    print(f"{name}: failed at V={vocab}: {e!r}"[:300])
+                    continue
+                finally:
+                    torch.cuda.empty_cache()
                 row = {
                     "provider": name, "tokens": n, "vocab": vocab, "data": data, "dtype": "bfloat16",
                     "ms_p50": p50, "ms_p20": p20, "ms_p80": p80,
@@ -160,8 +165,10 @@ def run(args, torch) -> list[dict[str, Any]]:
                     f"{row['pct_of_read_ceiling']:5.1f}% of read ({ceiling_tbs:.2f} TB/s)  "
                     f"+{row['extra_memory_mib']:9.1f} MiB  err {err:.2e}"
                 )
+            save(out, False)
             if args.sweep:
                 out += sweep(bench, token_module, logits, targets, ceiling_ms, vocab, data)
+                save(out, False)
             del logits
             torch.cuda.empty_cache()
     return out

@@ -72,16 +72,31 @@ def machine() -> dict[str, Any]:
     }
 
 
-def write_result(name: str, payload: dict[str, Any]) -> Path:
-    """Writes `payload` plus the machine and a timestamp to results/<name>-<UTC time>.json."""
+def write_result(name: str, payload: dict[str, Any], path: Path | None = None) -> Path:
+    """Writes `payload` plus the machine and a timestamp to results/<name>-<UTC time>.json, or
+    over `path`, a file an earlier call returned (a long run saves what it has as it goes, so a
+    run stopped part-way still leaves its finished rows)."""
     now = datetime.datetime.now(datetime.timezone.utc)
     payload = {"benchmark": name, "date": now.isoformat(timespec="seconds"), "machine": machine(), **payload}
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}-{now.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path = path or RESULTS / f"{name}-{now.strftime('%Y%m%dT%H%M%SZ')}.json"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def result_saver(name: str, header: dict[str, Any]) -> Callable[[list[dict[str, Any]], bool], Path]:
+    """`save(rows, complete)`: writes `header`, the rows so far and whether the run finished to one
+    result file, rewritten at each call (a run killed part-way keeps the rows it saved)."""
+    path: Path | None = None
+
+    def save(rows: list[dict[str, Any]], complete: bool) -> Path:
+        nonlocal path
+        path = write_result(name, {**header, "complete": complete, "rows": rows}, path)
+        return path
+
+    return save
 
 
 def gpu(torch, dists: tuple[str, ...] = ()) -> dict[str, Any]:

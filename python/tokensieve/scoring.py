@@ -94,10 +94,10 @@ import numpy as np
 import torch
 from torch.nn import functional
 
-from tokensieve import _core, kernels
+from tokensieve import kernels
 from tokensieve.exceptions import InvalidArgumentError, MissingDependencyError, ModelFormatError
 from tokensieve.io import MAX_SKIPPED_LISTED, DocumentReader, OnError, ReadReport, Record, SkippedRecord
-from tokensieve.output import file_sha256, write_json
+from tokensieve.output import atomic_file, file_sha256, manifest_header, write_json
 from tokensieve.progress import ProgressBar
 
 if TYPE_CHECKING:
@@ -416,18 +416,13 @@ class TokenScorer:
 
         out_path = Path(out)
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_path.with_name(out_path.name + ".tmp")
         opts = self._options(**options)
         report_box: list[ScoreReport] = []
-        try:
-            with pq.ParquetWriter(tmp, _schema()) as writer:
-                row_groups = _RowGroups(writer, PARQUET_ROW_GROUP_ROWS)
-                for batch in self._score_batches(source, opts, progress, report_box):
-                    row_groups.add(batch)
-                row_groups.flush()
-            os.replace(tmp, out_path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_file(out_path) as f, pq.ParquetWriter(f, _schema()) as writer:
+            row_groups = _RowGroups(writer, PARQUET_ROW_GROUP_ROWS)
+            for batch in self._score_batches(source, opts, progress, report_box):
+                row_groups.add(batch)
+            row_groups.flush()
         report = report_box[0]
         manifest = self._manifest(report, opts, out_path)
         write_json(manifest_path(out_path), manifest)
@@ -655,9 +650,7 @@ class TokenScorer:
         config = getattr(self.model, "config", None)
         source_order = {s.name: i for i, s in enumerate(read.sources)}
         return {
-            "tokensieve": _core.__version__,
-            "method": "token-scores",
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **manifest_header("token-scores"),
             "model": {
                 "class": type(self.model).__name__,
                 "name_or_path": getattr(config, "_name_or_path", None),

@@ -211,6 +211,47 @@ def test_empty_batch_and_all_ignored(device) -> None:
     assert s.entropy.cpu().tolist() == pytest.approx([math.log(7)] * 2)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=str)
+@pytest.mark.parametrize(("softcap", "temperature"), [(None, 1.0), (4.0, 0.7)], ids=["plain", "softcap"])
+def test_torch_backend_matches_float64_reference(
+    seed, poisoned, monkeypatch: pytest.MonkeyPatch, dtype, softcap, temperature
+) -> None:
+    # chunks of 4 rows (8 chunks, the last one short), so the buffers are reused
+    monkeypatch.setattr(token_module, "CPU_CHUNK_ELEMENTS", 4 * 300)
+    monkeypatch.setattr(token_module, "MIN_CHUNK_ROWS", 1)
+    logits, targets = random_case(torch.Generator().manual_seed(seed), (3, 10), 300, dtype, "cpu")
+    logits[1, 4] = -float("inf")  # a row without a finite logit has no distribution
+    targets[1, 4] = 7
+    scales = {"softcap": softcap, "temperature": temperature}
+    actual = token_module.token_stats_torch(logits, targets, **scales)
+    expected = token_module.token_stats_reference(logits, targets, compute_dtype=torch.float64, **scales)
+    if softcap is None:
+        for name in FLOAT_FIELDS:
+            assert math.isnan(getattr(actual, name)[1, 4].item()), name
+        keep = torch.ones_like(targets, dtype=torch.bool)
+        keep[1, 4] = False
+        actual = type(actual)(*(v[keep] for v in actual))
+        expected = type(expected)(*(v[keep] for v in expected))
+    # fp32: the kernel's tolerance (same running sums); float64: rounding only
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    for name in FLOAT_FIELDS:
+        assert_close(getattr(actual, name), getattr(expected, name), rtol=tol, atol=tol, what=name, seed=seed)
+        assert getattr(actual, name).dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    assert torch.equal(actual.argmax, expected.argmax), seed
+
+
+@pytest.mark.parametrize("offset", [1e4, -1e4])
+def test_torch_backend_keeps_large_offsets_accurate(seed, offset) -> None:
+    logits, targets = random_case(torch.Generator().manual_seed(seed), (6,), 700, torch.float32, "cpu")
+    actual = token_module.token_stats_torch(logits + offset, targets)
+    expected = token_module.token_stats_reference(logits + offset, targets, compute_dtype=torch.float64)
+    for name in FLOAT_FIELDS:
+        rtol = 3e-7 if name == "lse" else 2e-5  # lse itself is ~1e4, where one fp32 ulp is 1e-3
+        assert_close(
+            getattr(actual, name), getattr(expected, name), rtol=rtol, atol=2e-5, what=name, seed=seed
+        )
+
+
 @pytest.mark.parametrize(
     ("logits", "targets", "kwargs", "message"),
     [

@@ -97,7 +97,9 @@ def capped_logits64(hidden, weight, bias=None, softcap=None) -> torch.Tensor:
     return x if softcap is None else softcap * torch.tanh(x / softcap)
 
 
-def assert_stats_close(actual, expected, *, seed: int, rtol: float, atol: float, capped=None) -> None:
+def assert_stats_close(
+    actual, expected, *, seed: int, rtol: float, atol: float, capped=None, dtype=torch.float32
+) -> None:
     """The float statistics within tolerance; ``argmax`` equal, or, given the float64 ``capped``
     logits, a logit within fp32 rounding of the maximum (near-ties may resolve either way)."""
     for name in FLOAT_FIELDS:
@@ -118,7 +120,7 @@ def assert_stats_close(actual, expected, *, seed: int, rtol: float, atol: float,
         assert bool(((got == want) | (gap <= 1e-5 * top.abs().clamp(min=1.0))).all()), f"argmax (seed {seed})"
     for value in actual:
         assert value.shape == expected.logprob.shape
-        assert value.dtype == (torch.int64 if value is actual.argmax else torch.float32)
+        assert value.dtype == (torch.int64 if value is actual.argmax else dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,6 +140,16 @@ def test_references_match_materialised_float64(seed, monkeypatch: pytest.MonkeyP
     )
     for x, y in zip(one_chunk, want, strict=True):
         torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12, msg=lambda m: f"seed {seed}: {m}")
+    # the torch backend, in float64 and in fp32, in chunks of 4 tokens (the last one short)
+    monkeypatch.setattr(token_module, "CPU_CHUNK_ELEMENTS", 4 * 77)
+    monkeypatch.setattr(token_module, "MIN_CHUNK_ROWS", 1)
+    for h, w, b, tol in (
+        (hidden.double(), weight.double(), bias.double(), 1e-12),
+        (hidden, weight, bias, 2e-5),
+    ):
+        fast = linear_module.linear_token_stats_torch(h, w, targets, bias=b, softcap=6.0, temperature=0.8)
+        assert fast.lse.dtype == h.dtype
+        assert_stats_close(fast, want, seed=seed, rtol=tol, atol=tol, dtype=h.dtype)
     # the loss: functional.cross_entropy on all the logits at once, float64
     plain = hidden.double() @ weight.double().T
     nll = functional.cross_entropy(plain.reshape(-1, 77), targets.reshape(-1), reduction="none").reshape(2, 9)
@@ -158,6 +170,22 @@ def test_references_match_materialised_float64(seed, monkeypatch: pytest.MonkeyP
         hidden.double(), weight.double(), targets, weights, z_loss=0.01, compute_dtype=torch.float64
     )
     assert chunked_loss.item() == pytest.approx(loss.item(), rel=1e-13)
+
+
+def test_torch_backend_with_a_masked_vocabulary_and_shift(seed, poisoned) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    hidden, weight, bias, ids = lm_head_case(gen, (3, 8), 16, 90, torch.bfloat16, "cpu")
+    ids[ids == -100] = 5
+    bias[torch.rand(90, generator=gen) < 0.2] = -float("inf")  # tokens the model never predicts
+    ids[:, 1:][torch.isinf(bias[ids[:, 1:]])] = -100  # their logprob is -inf: not a target here
+    fast = linear_module.linear_token_stats_torch(hidden, weight, ids, bias=bias, shift=True)
+    want = linear_module.linear_token_stats_reference(
+        hidden, weight, ids, bias=bias, shift=True, compute_dtype=torch.float64
+    )
+    assert fast.logprob.shape == (3, 7)
+    assert_stats_close(
+        fast, want, seed=seed, rtol=2e-5, atol=2e-5, capped=capped_logits64(hidden[:, :-1], weight, bias)
+    )
 
 
 def test_reference_loss_passes_gradcheck(seed, monkeypatch: pytest.MonkeyPatch) -> None:

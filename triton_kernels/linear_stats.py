@@ -57,9 +57,11 @@ from .token_stats import (
     LOG2E,
     REFERENCE_CHUNK_ELEMENTS,
     REFERENCE_DTYPES,
+    RowSums,
     _capped_logits,
     _token_stats_merge_kernel,
     check_scales,
+    compute_dtype_of,
     ignored_or_raise,
     interpreted,
     reference_rows,
@@ -70,6 +72,7 @@ __all__ = [
     "check_linear_args",
     "default_launch",
     "linear_token_stats_reference",
+    "linear_token_stats_torch",
     "linear_token_stats_triton",
     "linear_weighted_nll_reference",
     "linear_weighted_nll_triton",
@@ -200,6 +203,46 @@ def linear_token_stats_reference(
         empty = flat_h.new_empty(0, dtype=compute_dtype)
         parts = [TokenStats._make([*([empty] * 6), empty.long()])]
     return TokenStats._make(torch.cat(column).reshape(shape) for column in zip(*parts, strict=True))
+
+
+@torch.no_grad()
+def linear_token_stats_torch(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    bias: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    temperature: float = 1.0,
+    softcap: float | None = None,
+    shift: bool = False,
+) -> TokenStats:
+    """:func:`linear_token_stats_reference`'s statistics computed for speed (the CPU backend):
+    for each chunk of tokens one matrix product writes the logits into the buffer of a
+    :class:`~.token_stats.RowSums`, which reduces them in place while they are in the cache. In
+    float64 for float64 inputs and fp32 otherwise (``weight`` and ``bias`` converted once);
+    results in that dtype (``argmax`` int64). Raises
+    :class:`~tokensieve.exceptions.TargetOutOfRangeError` (a host synchronisation)."""
+    check_linear_args(hidden, weight, targets, bias, shift, REFERENCE_DTYPES)
+    check_scales(temperature, softcap)
+    rows_h, rows_t, shape = _shifted(hidden, targets, shift)
+    vocab, dim = weight.shape
+    flat_h = rows_h.reshape(-1, dim)
+    flat_t = rows_t.reshape(-1).long()
+    ignored = ignored_or_raise(flat_t, ignore_index, vocab)
+    dtype = compute_dtype_of(hidden)
+    w_t = weight.to(dtype).T
+    # a -inf bias entry becomes the floor RowSums needs (finite, still without mass)
+    b = None if bias is None else bias.to(dtype).clamp(min=RowSums.FLOOR)
+    sums = RowSums(flat_h.shape[0], vocab, dtype, hidden.device, temperature, softcap)
+    for start, stop, buffer in sums.chunks():
+        h = flat_h[start:stop].to(dtype)
+        if b is None:
+            torch.matmul(h, w_t, out=buffer)
+        else:
+            torch.addmm(b, h, w_t, out=buffer)
+        sums.reduce(start, stop, flat_t[start:stop], ignored[start:stop])
+    return sums.result(ignored, shape)
 
 
 def linear_weighted_nll_reference(

@@ -11,9 +11,11 @@ and max; :func:`bottom_k_mean` (Min-K%), :func:`quantiles` (cascades) and
 :func:`top_k_token_mask` (Rho-1) are the order statistics.
 
 Backends: ``"triton"`` (the kernels in ``tokensieve.triton_kernels``; CUDA tensors, or CPU
-tensors when those modules were imported under ``TRITON_INTERPRET=1``), ``"torch"`` (the
-reference implementations: any device, fp32, or float64 for float64 inputs) and ``"auto"`` (the
-default: Triton for CUDA tensors, torch otherwise). The Triton path never synchronises with the
+tensors when those modules were imported under ``TRITON_INTERPRET=1``), ``"torch"`` (plain
+torch on any device, fp32, or float64 for float64 inputs: :func:`token_stats` and
+:func:`linear_token_stats` run the kernel's one-sweep algorithm on cache-sized chunks of rows, the
+other functions their references) and ``"auto"`` (the default: Triton for CUDA tensors, torch
+otherwise). The Triton path never synchronises with the
 host, so it can be captured in a CUDA graph; the torch path checks values and raises.
 
 Needs torch and triton (``pip install tokensieve[gpu]``).
@@ -56,10 +58,6 @@ def _use_triton(backend: Backend, tensor: torch.Tensor) -> bool:
     raise InvalidArgumentError(f'backend must be "auto", "triton" or "torch", got {backend!r}')
 
 
-def _torch_dtype(t: torch.Tensor) -> torch.dtype:
-    return torch.float64 if t.dtype == torch.float64 else torch.float32
-
-
 def token_stats(
     logits: torch.Tensor,
     targets: torch.Tensor,
@@ -97,13 +95,8 @@ def token_stats(
         return _token.token_stats_triton(
             logits, targets, ignore_index=ignore_index, temperature=temperature, softcap=softcap
         )
-    return _token.token_stats_reference(
-        logits,
-        targets,
-        ignore_index=ignore_index,
-        temperature=temperature,
-        softcap=softcap,
-        compute_dtype=_torch_dtype(logits),
+    return _token.token_stats_torch(
+        logits, targets, ignore_index=ignore_index, temperature=temperature, softcap=softcap
     )
 
 
@@ -160,7 +153,7 @@ def linear_token_stats(
             softcap=softcap,
             shift=shift,
         )
-    return _linear.linear_token_stats_reference(
+    return _linear.linear_token_stats_torch(
         hidden,
         weight,
         targets,
@@ -169,7 +162,6 @@ def linear_token_stats(
         temperature=temperature,
         softcap=softcap,
         shift=shift,
-        compute_dtype=_torch_dtype(hidden),
     )
 
 
@@ -214,7 +206,7 @@ def linear_weighted_nll(
     if _use_triton(backend, hidden):
         return _linear.linear_weighted_nll_triton(hidden, weight, targets, weights, ignore_index, z_loss)
     return _linear.linear_weighted_nll_reference(
-        hidden, weight, targets, weights, ignore_index, z_loss, compute_dtype=_torch_dtype(hidden)
+        hidden, weight, targets, weights, ignore_index, z_loss, compute_dtype=_token.compute_dtype_of(hidden)
     )
 
 
@@ -261,5 +253,5 @@ def segment_reduce(
         doc_ids=doc_ids,
         mask=mask,
         num_docs=num_docs,
-        compute_dtype=_torch_dtype(values),
+        compute_dtype=_token.compute_dtype_of(values),
     )

@@ -61,10 +61,11 @@ embeddings are the LM head; checked at construction against the model's own logi
 2's final-logit softcap honoured), or any module given with ``lm_head=``: it is called as
 ``model(input_ids, attention_mask=..., position_ids=...)`` and returns the final hidden states
 ``[B, T, D]`` (a tensor or an object with ``last_hidden_state``). The trunk runs under
-``torch.inference_mode``; the logits are never materialised for all tokens at once: the LM
-head runs on bounded chunks of the scored positions and :func:`tokensieve.kernels.token_stats`
-reduces each chunk (the Triton kernel on GPU, the torch reference on CPU). Per-document
-reductions use :mod:`tokensieve.kernels` too, in float64 on CPU.
+``torch.inference_mode``; the LM head and the per-token statistics of the scored positions are
+one call of :func:`tokensieve.kernels.linear_token_stats`: on a GPU the fused Triton kernel,
+which never materialises the logits; on the CPU its torch backend, which reduces them a
+cache-sized chunk of tokens at a time in fp32. Per-document reductions use
+:mod:`tokensieve.kernels` too, in float64 on CPU.
 
 **Memory** stays bounded on any corpus size with :meth:`TokenScorer.score_to_parquet`: the
 input is streamed (:class:`~tokensieve.io.DocumentReader`), tokenised on a background thread a
@@ -93,11 +94,10 @@ import numpy as np
 import torch
 from torch.nn import functional
 
-from tokensieve import _core, kernels
+from tokensieve import kernels
 from tokensieve.exceptions import InvalidArgumentError, MissingDependencyError, ModelFormatError
 from tokensieve.io import MAX_SKIPPED_LISTED, DocumentReader, OnError, ReadReport, Record, SkippedRecord
-from tokensieve.kernels import TokenStats
-from tokensieve.output import file_sha256, write_json
+from tokensieve.output import atomic_file, file_sha256, manifest_header, write_json
 from tokensieve.progress import ProgressBar
 
 if TYPE_CHECKING:
@@ -108,7 +108,6 @@ __all__ = [
     "SCORE_SKIP_REASONS",
     "ScoreReport",
     "TokenScorer",
-    "hidden_token_stats",
     "manifest_path",
     "windows",
 ]
@@ -144,12 +143,6 @@ COLUMNS: dict[str, str] = {
 NLL_QUANTILES = (0.1, 0.5, 0.9)
 #: Why a document that was read is not scored.
 SCORE_SKIP_REASONS = ("empty_text", "too_short")
-#: Logit elements the LM head produces at a time on a GPU (128 MiB of fp32).
-LOGITS_CHUNK_ELEMENTS = 1 << 25
-#: On the CPU: chunks of about 1 MiB of fp32 logits, at least 64 rows. The torch statistics make
-#: some twenty passes over a chunk; from the cache they run ~5x faster than from memory.
-CPU_LOGITS_CHUNK_ELEMENTS = 1 << 18
-CPU_MIN_ROWS = 64
 #: Forward passes' worth of tokens per chunk of the stream (tokenised ahead, reduced together).
 CHUNK_BATCHES = 16
 #: Rows are padded to a multiple of this many tokens (tensor-core friendly shapes).
@@ -175,45 +168,6 @@ def windows(n_tokens: int, max_length: int, stride: int) -> list[tuple[int, int,
             return out
         first = end
         start += stride
-
-
-def hidden_token_stats(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    targets: torch.Tensor,
-    *,
-    bias: torch.Tensor | None = None,
-    softcap: float | None = None,
-    backend: kernels.Backend = "auto",
-) -> TokenStats:
-    """:func:`tokensieve.kernels.token_stats` of the logits ``hidden @ weight.T + bias`` without
-    holding them all: the LM head runs on chunks of rows (``LOGITS_CHUNK_ELEMENTS`` logits at a
-    time on a GPU, ``CPU_LOGITS_CHUNK_ELEMENTS`` on the CPU), each reduced to its per-token
-    statistics at once.
-
-    Args:
-        hidden: ``[N, D]`` final hidden states of the positions to score.
-        weight: ``[V, D]`` the LM head; ``bias``: ``[V]`` or ``None``.
-        targets: ``[N]`` the token each position predicts.
-        softcap: the model's final-logit softcap (Gemma 2), or ``None``.
-    """
-    vocab = weight.shape[0]
-    if hidden.device.type == "cpu":
-        rows = max(CPU_MIN_ROWS, CPU_LOGITS_CHUNK_ELEMENTS // vocab)
-    else:
-        rows = max(1, LOGITS_CHUNK_ELEMENTS // vocab)
-    parts = [
-        kernels.token_stats(
-            functional.linear(hidden[i : i + rows], weight, bias),
-            targets[i : i + rows],
-            softcap=softcap,
-            backend=backend,
-        )
-        for i in range(0, hidden.shape[0], rows)
-    ]
-    if len(parts) == 1:
-        return parts[0]
-    return TokenStats(*(torch.cat(column) for column in zip(*parts, strict=True)))
 
 
 @dataclass(frozen=True)
@@ -462,18 +416,13 @@ class TokenScorer:
 
         out_path = Path(out)
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_path.with_name(out_path.name + ".tmp")
         opts = self._options(**options)
         report_box: list[ScoreReport] = []
-        try:
-            with pq.ParquetWriter(tmp, _schema()) as writer:
-                row_groups = _RowGroups(writer, PARQUET_ROW_GROUP_ROWS)
-                for batch in self._score_batches(source, opts, progress, report_box):
-                    row_groups.add(batch)
-                row_groups.flush()
-            os.replace(tmp, out_path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_file(out_path) as f, pq.ParquetWriter(f, _schema()) as writer:
+            row_groups = _RowGroups(writer, PARQUET_ROW_GROUP_ROWS)
+            for batch in self._score_batches(source, opts, progress, report_box):
+                row_groups.add(batch)
+            row_groups.flush()
         report = report_box[0]
         manifest = self._manifest(report, opts, out_path)
         write_json(manifest_path(out_path), manifest)
@@ -623,7 +572,7 @@ class TokenScorer:
             flat = hidden.reshape(-1, hidden.shape[-1]).index_select(
                 0, batch.positions.to(self.device, non_blocking=True)
             )
-            token = hidden_token_stats(
+            token = kernels.linear_token_stats(
                 flat,
                 self.head_weight,
                 batch.targets.to(self.device, non_blocking=True),
@@ -701,9 +650,7 @@ class TokenScorer:
         config = getattr(self.model, "config", None)
         source_order = {s.name: i for i, s in enumerate(read.sources)}
         return {
-            "tokensieve": _core.__version__,
-            "method": "token-scores",
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **manifest_header("token-scores"),
             "model": {
                 "class": type(self.model).__name__,
                 "name_or_path": getattr(config, "_name_or_path", None),

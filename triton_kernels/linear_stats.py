@@ -8,7 +8,9 @@ are multiplied in full fp32), so its extra memory is O(N x splits) instead of N 
 ``linear_weighted_nll_triton`` is the training loss ``sum_t w_t * (nll_t + z_loss * lse_t^2)``
 over the tokens that are not ignored, with gradients for ``hidden``, ``weight`` and ``weights``.
 The ``*_reference`` functions are the plain-torch definitions with the same signatures, chunked
-over tokens so their memory stays bounded.
+over tokens so their memory stays bounded; ``linear_token_stats_torch`` is the fast torch
+implementation of the statistics, the CPU backend (one matrix product per cache-sized chunk of
+tokens, reduced in place by ``token_stats.RowSums``).
 
 Forward kernel (kernels.md section 8.3). The grid is (row tiles x V splits); a program owns
 ``block_n`` rows and one split of the vocabulary and walks it ``block_v`` columns at a time: a

@@ -1,7 +1,10 @@
 """Per-token statistics of a language model's distribution from its logits, in one read.
 
 ``token_stats_triton`` is the Triton kernel pair, ``token_stats_reference`` the plain-torch
-reference with the same signature (float64 when asked). Both return a :class:`TokenStats`.
+reference with the same signature (float64 when asked; it materialises ``log_softmax`` as the
+definitions below read, and is the tests' oracle) and ``token_stats_torch`` the fast torch
+implementation, the CPU backend (the kernel's algorithm on cache-sized chunks of rows,
+:class:`RowSums`). All return a :class:`TokenStats`.
 
 Definitions, for one row of logits ``x`` (length V) and its target ``y``:
 

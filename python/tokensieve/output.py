@@ -26,6 +26,7 @@ from tokensieve.io import PathLike, ReadReport
 
 __all__ = [
     "atomic_file",
+    "directory_sha256",
     "file_sha256",
     "manifest_header",
     "prepare_output_dir",
@@ -80,6 +81,15 @@ def file_sha256(path: PathLike) -> str:
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def directory_sha256(path: PathLike) -> str:
+    """The SHA-256 of a directory's top-level files (e.g. a saved Hugging Face model): of each
+    file's name and SHA-256, in name order. Subdirectories are not read."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in Path(path).iterdir() if p.is_file()):
+        digest.update(f"{file.name}\0{file_sha256(file)}\n".encode())
     return digest.hexdigest()
 
 

@@ -443,35 +443,8 @@ class TokenScorer:
                     "position_ids": batch.position_ids,
                 }
 
-    def _options(
-        self,
-        *,
-        max_length: int | None = None,
-        stride: int | None = None,
-        batch_size: int = 8,
-        text_key: str = "text",
-        id_key: str | None = "id",
-        on_error: OnError = "skip",
-        min_k_ratio: float = 0.2,
-    ) -> _Options:
-        if max_length is None:
-            max_length = min(DEFAULT_MAX_LENGTH, self.max_positions or DEFAULT_MAX_LENGTH)
-        if max_length < 2:
-            raise InvalidArgumentError(f"max_length must be >= 2 (one input, one target), got {max_length}")
-        if self.max_positions is not None and max_length > self.max_positions:
-            raise InvalidArgumentError(
-                f"max_length {max_length} exceeds the model's max_position_embeddings ({self.max_positions})"
-            )
-        stride = max_length - 1 if stride is None else stride
-        if not 1 <= stride <= max_length - 1:
-            raise InvalidArgumentError(
-                f"stride must be in [1, max_length - 1 = {max_length - 1}], got {stride}"
-            )
-        if batch_size < 1:
-            raise InvalidArgumentError(f"batch_size must be >= 1, got {batch_size}")
-        if not 0 < min_k_ratio <= 1:
-            raise InvalidArgumentError(f"min_k_ratio must be in (0, 1], got {min_k_ratio}")
-        return _Options(max_length, stride, batch_size, text_key, id_key, on_error, min_k_ratio)
+    def _options(self, **options: Any) -> _Options:
+        return _options(self.max_positions, **options)
 
     def _score_batches(
         self, source: Any, opts: _Options, progress: bool, report_box: list[ScoreReport]
@@ -689,6 +662,37 @@ class TokenScorer:
             "sources": sources,
             "seconds": report.seconds,
         }
+
+
+def _options(
+    max_positions: int | None,
+    *,
+    max_length: int | None = None,
+    stride: int | None = None,
+    batch_size: int = 8,
+    text_key: str = "text",
+    id_key: str | None = "id",
+    on_error: OnError = "skip",
+    min_k_ratio: float = 0.2,
+) -> _Options:
+    """The options of :meth:`TokenScorer.score`, checked, for a model of ``max_positions``
+    positions (``None``: unknown, not checked)."""
+    if max_length is None:
+        max_length = min(DEFAULT_MAX_LENGTH, max_positions or DEFAULT_MAX_LENGTH)
+    if max_length < 2:
+        raise InvalidArgumentError(f"max_length must be >= 2 (one input, one target), got {max_length}")
+    if max_positions is not None and max_length > max_positions:
+        raise InvalidArgumentError(
+            f"max_length {max_length} exceeds the model's max_position_embeddings ({max_positions})"
+        )
+    stride = max_length - 1 if stride is None else stride
+    if not 1 <= stride <= max_length - 1:
+        raise InvalidArgumentError(f"stride must be in [1, max_length - 1 = {max_length - 1}], got {stride}")
+    if batch_size < 1:
+        raise InvalidArgumentError(f"batch_size must be >= 1, got {batch_size}")
+    if not 0 < min_k_ratio <= 1:
+        raise InvalidArgumentError(f"min_k_ratio must be in (0, 1], got {min_k_ratio}")
+    return _Options(max_length, stride, batch_size, text_key, id_key, on_error, min_k_ratio)
 
 
 def manifest_path(out: str | os.PathLike[str]) -> Path:

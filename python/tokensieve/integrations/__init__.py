@@ -1,7 +1,8 @@
 """tokensieve in other engines, each behind an optional dependency imported only by its module.
 
 * :mod:`tokensieve.integrations.batch`: picklable batch functions (n-gram features, fastText
-  scores, DSIR weights) that every engine below calls; no extra dependency.
+  scores, DSIR weights, a causal LM's per-document statistics) that every engine below calls;
+  no extra dependency (``tokensieve[scoring]`` for the LM).
 * :mod:`tokensieve.integrations.ray`: Ray Data (``pip install tokensieve[ray]``): batch
   functions on actor pools, corpus files read into blocks, DSIR fitted and selected on a cluster
   with the single-machine selection.

@@ -9,19 +9,23 @@ One object serves every engine:
 * datatrove: the steps of :mod:`tokensieve.integrations.datatrove` call :meth:`BatchFunction.compute`.
 
 A row whose text is not a document (null, not a string) gets nulls in every new column, and
-:meth:`BatchFunction.compute` says why (one of :data:`tokensieve.io.SKIP_REASONS`).
+:meth:`BatchFunction.compute` says why (one of :data:`tokensieve.io.SKIP_REASONS`, or for
+:class:`TokenScores` of :data:`tokensieve.scoring.SCORE_SKIP_REASONS`).
 
-Batch functions pickle as their saved state, never as compiled objects: a feature space, the
-DSIR estimator's arrays, a model's path and SHA-256. The compiled objects are built again in
-the process that uses them, on first use, so a model is read once per worker, and equal
-functions pickle to equal bytes (``datasets`` fingerprints them stably and its cache is hit).
+Batch functions pickle as their saved state, never as compiled objects or torch modules: a
+feature space, the DSIR estimator's arrays, a model's path and SHA-256. The compiled objects
+(the language model) are built again in the process that uses them, on first use, so a model
+is read once per worker, and equal functions pickle to equal bytes (``datasets`` fingerprints
+them stably and its cache is hit).
 """
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -29,14 +33,23 @@ import pyarrow as pa
 from tokensieve import _core
 from tokensieve.dsir import DSIR
 from tokensieve.exceptions import InvalidArgumentError
-from tokensieve.fasttext import PRESETS, FastTextModel
+from tokensieve.fasttext import PRESETS, FastTextModel, _changed
 from tokensieve.features import HashedNgrams
+from tokensieve.output import directory_sha256
 
-__all__ = ["BatchFunction", "Computed", "DSIRWeights", "FastTextScores", "NgramFeatures"]
+if TYPE_CHECKING:
+    import torch
+
+    from tokensieve.scoring import Packing, TokenScorer
+
+__all__ = ["BatchFunction", "Computed", "DSIRWeights", "FastTextScores", "NgramFeatures", "TokenScores"]
 
 #: Rows given to one compiled call: a read report locates at most 10,000 skipped records, and
 #: every skipped row must be located to keep the outputs aligned with the rows.
 MAX_ROWS_PER_CALL = 10_000
+#: The columns :class:`TokenScores` adds by default (prefixed): the scored token count, the total
+#: and mean negative log-likelihood in nats, and bits per UTF-8 byte.
+DEFAULT_SCORE_COLUMNS = ("tokens", "sum_nll", "mean_nll", "bits_per_byte")
 
 
 class Computed(NamedTuple):
@@ -67,6 +80,11 @@ class BatchFunction(ABC):
 
     def load(self) -> None:  # noqa: B027 (a hook: most functions have nothing to build)
         """Builds the compiled objects now (e.g. reads the model) instead of on the first call."""
+
+    def place(self, *, num_threads: int, gpu: bool) -> None:
+        """Called on a worker that runs this function before :meth:`load`: the worker's CPU
+        count (the threads of each call) and whether a GPU was reserved for it."""
+        self.num_threads = num_threads
 
     @abstractmethod
     def _compute(self, texts: Any) -> Computed:
@@ -241,6 +259,153 @@ class DSIRWeights(BatchFunction):
         return Computed(columns, skipped)
 
 
+class TokenScores(BatchFunction):
+    """Per-document statistics under a causal language model, as :meth:`TokenScorer.score
+    <tokensieve.scoring.TokenScorer.score>` computes them: the ``columns`` chosen from
+    :data:`tokensieve.scoring.COLUMNS` (default :data:`DEFAULT_SCORE_COLUMNS`), each added as
+    ``<prefix>_<name>`` with the scorer's type (int64 counts, float64 statistics). A text the
+    scorer does not score gets nulls, with its reason: ``empty_text`` (``""``), ``too_short``
+    (fewer than 2 tokens), or the reader's (a null text).
+
+    ``model_dir`` is a local Hugging Face model directory (``save_pretrained``), read by
+    :meth:`TokenScorer.from_pretrained <tokensieve.scoring.TokenScorer.from_pretrained>` with
+    ``device``, ``dtype`` (a ``torch.dtype`` or its name) and ``packing``; ``device=None`` is
+    CUDA when the process sees a GPU, else the CPU, and on Ray actors the GPU exactly when the
+    actor reserved one (:func:`tokensieve.integrations.ray.apply`'s ``num_gpus``).
+    ``max_length``, ``stride``, ``batch_size`` (windows per forward pass) and ``min_k_ratio``
+    are the options of ``TokenScorer.score``. ``num_threads``: torch's intra-op threads in the
+    process that loads the model (``None`` leaves torch's setting alone).
+
+    Pickles as the directory's absolute path, the SHA-256 of its top-level files (hashed once,
+    on first pickling, e.g. when ``datasets`` fingerprints the function) and the options: never
+    the model. The model is loaded on first use (or :meth:`load`) in the process that uses it,
+    once; a directory whose files changed since pickling raises
+    :class:`~tokensieve.exceptions.ModelFormatError` there.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike[str],
+        *,
+        columns: Sequence[str] = DEFAULT_SCORE_COLUMNS,
+        prefix: str = "lm",
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        packing: Packing = "auto",
+        max_length: int | None = None,
+        stride: int | None = None,
+        batch_size: int = 8,
+        min_k_ratio: float = 0.2,
+        text_column: str = "text",
+        num_threads: int | None = None,
+    ) -> None:
+        import torch
+
+        from tokensieve import scoring
+
+        super().__init__(text_column, num_threads)
+        self.model_dir = os.path.abspath(model_dir)
+        if not os.path.isdir(self.model_dir):
+            raise InvalidArgumentError(f"{self.model_dir} is not a directory with a saved model")
+        unknown = [c for c in columns if c not in scoring.COLUMNS or c == "id"]
+        if unknown or not columns:
+            choices = [c for c in scoring.COLUMNS if c != "id"]
+            raise InvalidArgumentError(f"columns must be some of {choices}, got {list(columns)}")
+        self.columns = tuple(columns)
+        self.prefix = prefix
+        try:
+            self.device = None if device is None else str(torch.device(device))
+        except RuntimeError as e:
+            raise InvalidArgumentError(f"device {device!r} is not a torch device: {e}") from None
+        self.dtype = None if dtype is None else str(dtype).removeprefix("torch.")
+        if self.dtype is not None and not isinstance(getattr(torch, self.dtype, None), torch.dtype):
+            raise InvalidArgumentError(f"dtype {dtype!r} is not a torch dtype")
+        if packing not in ("auto", "pad", "pack"):
+            raise InvalidArgumentError(f'packing must be "auto", "pad" or "pack", got {packing!r}')
+        self.packing = packing
+        self.options: dict[str, Any] = {
+            "max_length": max_length,
+            "stride": stride,
+            "batch_size": batch_size,
+            "min_k_ratio": min_k_ratio,
+        }
+        scoring._options(None, **self.options)  # the model's own limit is checked when it is loaded
+        self._sha256: str | None = None
+        self._scorer: TokenScorer | None = None
+        #: (name, size, mtime) of the directory's files when this process hashed or loaded them.
+        self._files: list[tuple[str, int, int]] | None = None
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(f"{self.prefix}_{name}" for name in self.columns)
+
+    @property
+    def sha256(self) -> str:
+        """The SHA-256 of the model directory's top-level files
+        (:func:`tokensieve.output.directory_sha256`), hashed once."""
+        if self._sha256 is None:
+            files = _files_stat(self.model_dir)
+            if self._files is not None and files != self._files:
+                raise _changed(self.model_dir, "changed after the model was loaded")
+            self._sha256, self._files = directory_sha256(self.model_dir), files
+        return self._sha256
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_scorer", "_files")}
+        return state | {"_sha256": self.sha256}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _scorer=None, _files=None)
+
+    def place(self, *, num_threads: int, gpu: bool) -> None:
+        super().place(num_threads=num_threads, gpu=gpu)
+        if self.device is None:
+            self.device = "cuda" if gpu else "cpu"
+
+    def load(self) -> None:
+        self._loaded()
+
+    def _loaded(self) -> TokenScorer:
+        if self._scorer is None:
+            import torch
+
+            from tokensieve.scoring import TokenScorer
+
+            if self.num_threads is not None:
+                torch.set_num_threads(self.num_threads)
+            # A clone (or a function whose files changed since it hashed them) checks the hash.
+            files = _files_stat(self.model_dir)
+            changed = self._sha256 is not None and files != self._files
+            if changed and directory_sha256(self.model_dir) != self._sha256:
+                raise _changed(self.model_dir, "is not the model directory the function was pickled with")
+            scorer = TokenScorer.from_pretrained(
+                self.model_dir,
+                device=self.device,
+                dtype=None if self.dtype is None else getattr(torch, self.dtype),
+                packing=self.packing,
+            )
+            scorer._options(**self.options)  # max_length within the model's positions
+            self._scorer, self._files = scorer, files
+        return self._scorer
+
+    def _compute(self, texts: Any) -> Computed:
+        table, report = self._loaded().score(texts, id_key=None, return_report=True, **self.options)
+        # Documents are identified by their position in ``texts``; every skipped one is located
+        # (at most MAX_ROWS_PER_CALL rows per call).
+        reasons: list[str | None] = [None] * len(texts)
+        for record in (*report.read.skipped_records, *report.skipped_documents):
+            reasons[record.line - 1] = record.reason
+        skipped = pa.array(reasons, type=pa.string())
+        scored = np.flatnonzero(np.asarray(skipped.is_null()))
+        if not np.array_equal(np.asarray(table.column("id").to_pylist(), dtype=np.int64), scored):
+            raise AssertionError("the scored rows are not the rows that were not skipped")
+        columns = {
+            f"{self.prefix}_{name}": _spread(table.column(name).combine_chunks(), skipped)
+            for name in self.columns
+        }
+        return Computed(columns, skipped)
+
+
 def _text_column(names: list[str], text_column: str, batch: Any) -> Any:
     if text_column not in names:
         raise InvalidArgumentError(f"the batch has no {text_column!r} column (its columns: {names})")
@@ -266,3 +431,9 @@ def _spread(values: pa.Array, skipped: pa.Array) -> pa.Array:
     is_document = np.asarray(skipped.is_null())
     index = np.cumsum(is_document) - 1
     return values.take(pa.array(index, mask=~is_document))
+
+
+def _files_stat(directory: str) -> list[tuple[str, int, int]]:
+    """(name, size, mtime) of a directory's top-level files, to notice them changing."""
+    entries = sorted(p for p in Path(directory).iterdir() if p.is_file())
+    return [(p.name, (info := p.stat()).st_size, info.st_mtime_ns) for p in entries]

@@ -194,9 +194,11 @@ class DSIRFilter(_LazyFilter):
 
 class Annotate(PipelineStep):
     """Adds the columns of a batch function to every document's metadata (one compiled call per
-    ``batch_size`` documents), dropping none: e.g. ``Annotate(FastTextScores("hq.bin", "hq"))``
-    or ``Annotate(DSIRWeights(dsir))``. The function pickles as its saved state and builds its
-    compiled objects in the worker."""
+    ``batch_size`` documents), dropping none: e.g. ``Annotate(FastTextScores("hq.bin", "hq"))``,
+    ``Annotate(DSIRWeights(dsir))`` or, for a causal LM's per-document statistics,
+    ``Annotate(TokenScores("lm-dir/", device="cpu", num_threads=1))``. The function pickles as
+    its saved state and builds its compiled objects (loads the model) in the worker, on the
+    first batch of each task."""
 
     name = "🔢 tokensieve annotate"
     type = "📊 - ANNOTATE"

@@ -5,11 +5,12 @@ Needs ``ray[data]`` (``pip install 'tokensieve[ray]'``) and a cluster (``ray.ini
 
     import ray
     from tokensieve.integrations import ray as tsray
-    from tokensieve.integrations.batch import FastTextScores
+    from tokensieve.integrations.batch import FastTextScores, TokenScores
 
     ray.init()
     ds = tsray.read_corpus("pool/")                        # text, source, position (+ skipped, line)
     scored = tsray.apply(ds, FastTextScores("hq.bin", "hq"), actors=4)
+    lm = tsray.apply(ds, TokenScores("lm-dir/"), actors=8, num_gpus=1, batch_size=1024)  # GPU actors
     dsir = tsray.fit_dsir(ds, tsray.read_corpus("target/"), buckets=10000)
     selection = tsray.select_dsir(ds, dsir, fraction=0.1, seed=0)
     selection.write("selected/")                            # Parquet shards + manifest.json
@@ -212,17 +213,19 @@ def apply(
     then takes Arrow batches of ``batch_size`` rows, handed to the compiled code without a copy.
 
     ``actors``: a fixed pool size, or ``None`` for a pool that grows from 1 with the cluster.
-    ``num_cpus`` per actor is also the thread count of its compiled calls; ``num_gpus`` places
-    the actors on GPUs (for GPU scorers).
+    ``num_cpus`` per actor is also the thread count of its compiled calls; ``num_gpus`` per
+    actor reserves GPUs for it (for :class:`~tokensieve.integrations.batch.TokenScores`, whose
+    ``device=None`` then means the actor's GPU, and the CPU when ``num_gpus`` is 0).
     """
+    kwargs = {"fn": fn, "gpu": num_gpus > 0}
     return _map_on_actors(
-        ds, _Apply, {"fn": fn}, batch_size=batch_size, actors=actors, num_cpus=num_cpus, num_gpus=num_gpus
+        ds, _Apply, kwargs, batch_size=batch_size, actors=actors, num_cpus=num_cpus, num_gpus=num_gpus
     )
 
 
 class _Apply:
-    def __init__(self, fn: BatchFunction, num_threads: int) -> None:
-        fn.num_threads = num_threads
+    def __init__(self, fn: BatchFunction, gpu: bool, num_threads: int) -> None:
+        fn.place(num_threads=num_threads, gpu=gpu)
         fn.load()
         self.fn = fn
 

@@ -63,7 +63,6 @@ impl TokenId for i64 {
 #[derive(Default)]
 pub struct Scratch {
     text: String,
-    spans: Vec<Range<usize>>,
     keys: Vec<u64>,
     /// Tokens joined by one space, and their byte ranges in it (for `dsir-sha256`).
     joined: Vec<u8>,
@@ -72,49 +71,71 @@ pub struct Scratch {
     buckets: Vec<u32>,
 }
 
-/// `fast-v1` hash of the token `text[span]` lowercased like Python's `str.lower()` (final sigma
-/// aside): ASCII eight bytes at a time, other tokens through `lowered`.
-#[inline(always)]
-fn fast_hash_lowercased(text: &str, span: Range<usize>, lowered: &mut Vec<u8>) -> u64 {
-    match hash::fast_hash_ascii_lowercase_in(text.as_bytes(), span.clone()) {
-        Some(key) => key,
-        None => fast_hash_unicode_lowercased(&text[span], lowered),
+/// Set when a token lowercased on its own holds a capital sigma (U+03A3): Python lowercases it by
+/// its neighbours across token boundaries (the final-sigma rule), so the whole text is lowercased
+/// instead. Only non-ASCII tokens are searched, and a capital sigma is rare, so the common text
+/// is scanned once.
+#[derive(Default)]
+struct CapitalSigma(bool);
+
+impl CapitalSigma {
+    fn check(&mut self, token: &str) {
+        // 'Σ' is 0xCE 0xA3 in UTF-8.
+        self.0 |= memchr::memmem::find(token.as_bytes(), "Σ".as_bytes()).is_some();
     }
 }
 
-/// Writes the tokens `text[spans[i]]` into `joined` separated by one space, lowercased if asked,
-/// and their ranges there into `bounds`.
-fn join_tokens(
+/// `fast-v1` hash of the token `text[span]`, lowercased like Python's `str.lower()` (final sigma
+/// aside) when `lowercase`: ASCII eight bytes at a time, other tokens through `lowered`.
+#[inline(always)]
+fn fast_token_hash(
     text: &str,
-    spans: &[Range<usize>],
-    lowercase_tokens: bool,
-    joined: &mut Vec<u8>,
-    bounds: &mut Vec<Range<usize>>,
-) {
-    joined.clear();
-    bounds.clear();
-    for span in spans {
-        let start = joined.len();
-        let token = &text[span.clone()];
-        if !lowercase_tokens {
-            joined.extend_from_slice(token.as_bytes());
-        } else if token.is_ascii() {
-            joined.extend_from_slice(token.as_bytes());
-            joined[start..].make_ascii_lowercase();
-        } else {
-            text::lowercase_token_into(token, joined);
-        }
-        bounds.push(start..joined.len());
-        joined.push(b' ');
+    span: Range<usize>,
+    lowercase: bool,
+    lowered: &mut Vec<u8>,
+    sigma: &mut CapitalSigma,
+) -> u64 {
+    if !lowercase {
+        return hash::fast_hash_bytes(&text.as_bytes()[span]);
+    }
+    match hash::fast_hash_ascii_lowercase_in(text.as_bytes(), span.clone()) {
+        Some(key) => key,
+        None => fast_hash_unicode_lowercased(&text[span], lowered, sigma),
     }
 }
 
 #[cold]
 #[inline(never)]
-fn fast_hash_unicode_lowercased(token: &str, lowered: &mut Vec<u8>) -> u64 {
+fn fast_hash_unicode_lowercased(token: &str, lowered: &mut Vec<u8>, sigma: &mut CapitalSigma) -> u64 {
+    sigma.check(token);
     lowered.clear();
     text::lowercase_token_into(token, lowered);
     hash::fast_hash_bytes(lowered)
+}
+
+/// Appends the token `text[span]` to `joined`, lowercased if asked, and its range there to
+/// `bounds`, then one space.
+fn join_token(
+    text: &str,
+    span: Range<usize>,
+    lowercase: bool,
+    joined: &mut Vec<u8>,
+    bounds: &mut Vec<Range<usize>>,
+    sigma: &mut CapitalSigma,
+) {
+    let start = joined.len();
+    let token = &text[span];
+    if !lowercase {
+        joined.extend_from_slice(token.as_bytes());
+    } else if token.is_ascii() {
+        joined.extend_from_slice(token.as_bytes());
+        joined[start..].make_ascii_lowercase();
+    } else {
+        sigma.check(token);
+        text::lowercase_token_into(token, joined);
+    }
+    bounds.push(start..joined.len());
+    joined.push(b' ');
 }
 
 /// Per-document sparse counts in CSR layout; `indices` are sorted within each row.
@@ -146,29 +167,42 @@ impl Featurizer {
 
     /// Calls `emit` with the bucket of every n-gram of `text`.
     pub fn for_each_bucket(&self, text: &str, scratch: &mut Scratch, mut emit: impl FnMut(u32)) {
-        let Scratch { text: lowered, spans, keys, joined, bounds, token, .. } = scratch;
         // Lowercasing keeps every character's class, so the text is split as it is and each
         // token is lowercased as it is hashed; only the final-sigma rule needs the whole text.
-        let whole = self.space.lowercase && text::needs_whole_text_lowercasing(text);
-        let text = if whole { text::lowercase_into(text, lowered) } else { text };
-        let lowercase_tokens = self.space.lowercase && !whole;
-        spans.clear();
-        self.space.tokenizer.split_into(text, spans);
+        if !self.hashable_tokens(text, self.space.lowercase, scratch) {
+            let mut lowered = std::mem::take(&mut scratch.text);
+            let whole = text::lowercase_into(text, &mut lowered);
+            let complete = self.hashable_tokens(whole, false, scratch);
+            debug_assert!(complete, "lowercasing off never restarts");
+            scratch.text = lowered;
+        }
+        match self.space.hash {
+            HashFamily::FastV1 => self.emit_fast(&scratch.keys, &mut emit),
+            HashFamily::DsirSha256 => self.emit_sha256(&scratch.joined, &scratch.bounds, &mut emit),
+        }
+    }
+
+    /// Splits `text` into the scratch's tokens in the form the hash family needs (`keys` for
+    /// `fast-v1`, `joined` and `bounds` for `dsir-sha256`), lowercasing token by token if asked.
+    /// Returns false, with the scratch unusable, when a capital sigma means the text must be
+    /// lowercased whole (see [`CapitalSigma`]).
+    fn hashable_tokens(&self, text: &str, lowercase: bool, scratch: &mut Scratch) -> bool {
+        let Scratch { keys, joined, bounds, token, .. } = scratch;
+        let mut sigma = CapitalSigma::default();
+        let tokenizer = self.space.tokenizer;
         match self.space.hash {
             HashFamily::FastV1 => {
                 keys.clear();
-                if lowercase_tokens {
-                    keys.extend(spans.iter().map(|r| fast_hash_lowercased(text, r.clone(), token)));
-                } else {
-                    keys.extend(spans.iter().map(|r| hash::fast_hash_bytes(&text.as_bytes()[r.clone()])));
-                }
-                self.emit_fast(keys, &mut emit);
+                tokenizer
+                    .for_each_token(text, |span| keys.push(fast_token_hash(text, span, lowercase, token, &mut sigma)));
             }
             HashFamily::DsirSha256 => {
-                join_tokens(text, spans, lowercase_tokens, joined, bounds);
-                self.emit_sha256(joined, bounds, &mut emit);
+                joined.clear();
+                bounds.clear();
+                tokenizer.for_each_token(text, |span| join_token(text, span, lowercase, joined, bounds, &mut sigma));
             }
         }
+        !sigma.0
     }
 
     /// Calls `emit` with the bucket of every n-gram of a sequence of token ids. Under

@@ -57,10 +57,15 @@ impl Tokenizer {
 
     /// Appends the byte ranges of the tokens of `text` to `spans`, in order.
     pub fn split_into(self, text: &str, spans: &mut Vec<Range<usize>>) {
-        let push = |span| spans.push(span);
+        self.for_each_token(text, |span| spans.push(span));
+    }
+
+    /// Calls `f` with the byte range of each token of `text`, in order.
+    #[inline(always)]
+    pub fn for_each_token(self, text: &str, f: impl FnMut(Range<usize>)) {
         match self {
-            Tokenizer::WordPunct => split_wordpunct(text, push),
-            Tokenizer::Whitespace => split_fasttext_whitespace(text.as_bytes(), push),
+            Tokenizer::WordPunct => split_wordpunct(text, f),
+            Tokenizer::Whitespace => split_fasttext_whitespace(text.as_bytes(), f),
         }
     }
 }
@@ -81,20 +86,13 @@ pub fn lowercase_into<'a>(text: &str, scratch: &'a mut String) -> &'a str {
 /// Lowercases one token like Python's `str.lower()` would inside its text, appending to `out`.
 ///
 /// Lowercasing character by character is exact except for the final-sigma rule, which looks
-/// at the neighbours of `Σ` across token boundaries: callers lowercase text that contains `Σ`
-/// as a whole with [`lowercase_into`] instead (see [`needs_whole_text_lowercasing`]).
+/// at the neighbours of `Σ` (U+03A3) across token boundaries: callers lowercase text with a
+/// token that contains `Σ` as a whole with [`lowercase_into`] instead.
 pub fn lowercase_token_into(token: &str, out: &mut Vec<u8>) {
     let mut utf8 = [0u8; 4];
     for c in token.chars().flat_map(char::to_lowercase) {
         out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
     }
-}
-
-/// Whether lowercasing `text` token by token could differ from lowercasing it whole: only the
-/// final-sigma rule of `Σ` (U+03A3) depends on neighbouring characters.
-pub fn needs_whole_text_lowercasing(text: &str) -> bool {
-    // 'Σ' is 0xCE 0xA3 in UTF-8.
-    memchr::memmem::find(text.as_bytes(), "Σ".as_bytes()).is_some()
 }
 
 /// Splitting works on blocks of 64 bytes, one bit per byte.
@@ -448,7 +446,7 @@ mod tests {
                     String::from_utf8(out).unwrap()
                 })
                 .collect();
-            assert_eq!(per_token == expected, !needs_whole_text_lowercasing(text), "{text:?}");
+            assert_eq!(per_token == expected, !text.contains('Σ'), "{text:?}");
         }
     }
 

@@ -20,7 +20,7 @@ from tokensieve.exceptions import (
     CorpusReadError,
     InvalidArgumentError,
 )
-from tokensieve.io import DocumentReader, Files, ReadReport, corpus_files, scan
+from tokensieve.io import ArrowBatches, DocumentReader, Files, ReadReport, corpus_files, scan
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -355,3 +355,50 @@ def test_document_reader_errors_are_typed(tmp_path: Path) -> None:
         DocumentReader(["x"], on_error="ignore")
     with pytest.raises(InvalidArgumentError, match="expected texts"):
         read_all(42)
+
+
+def test_arrow_batches_hold_the_documents_the_readers_take(mixed_file: Path, tmp_path: Path) -> None:
+    table = pa.table({"text": ["parquet row", None, "another row"]})
+    parquet = tmp_path / "rows.parquet"
+    pq.write_table(table, parquet)
+    batches = ArrowBatches([mixed_file, parquet], batch_rows=2)
+    with pytest.raises(InvalidArgumentError, match="every batch"):
+        batches.report  # noqa: B018 (not known before the end)
+    got = list(batches)
+    assert all(b.num_rows <= 2 and len(set(b.column("source").to_pylist())) == 1 for b in got)
+    assert got[0].schema.types == [pa.large_string(), pa.int32(), pa.uint64()]
+    rows = pa.Table.from_batches(got).to_pylist()
+    expected = [(GOOD[i], 0, line) for i, line in enumerate([1, 12, 13])]
+    expected += [("parquet row", 1, 1), ("another row", 1, 3)]
+    assert [(r["text"], r["source"], r["line"]) for r in rows] == expected
+    assert batches.report == scan([mixed_file, parquet])
+    with pytest.raises(InvalidArgumentError, match="once"):
+        iter(batches)
+
+
+def test_arrow_batches_equal_the_python_reader_on_real_files(shared_data: Path) -> None:
+    files = sorted((shared_data / "raw_pool").glob("*.jsonl.zst"))[:3]
+    batches = ArrowBatches(files, num_threads=2)
+    texts = [t for b in batches for t in b.column("text").to_pylist()]
+    records, report = read_all(files)
+    assert texts == [r.text for r in records]
+    assert without_parse_details(batches.report) == without_parse_details(report)
+
+
+def test_arrow_batches_raise_read_errors_after_the_good_batches(tmp_path: Path) -> None:
+    good = write(tmp_path / "a.jsonl", b'{"text": "kept"}\n')
+    batches = ArrowBatches([good, tmp_path / "missing.jsonl"])
+    iterator = iter(batches)
+    assert next(iterator).column("text").to_pylist() == ["kept"]
+    with pytest.raises(CorpusNotFoundError):
+        next(iterator)
+    bad = write(tmp_path / "bad.jsonl", b'{"text": "ok"}\nnot json\n')
+    with pytest.raises(BadRecordError) as info:
+        list(ArrowBatches(bad, on_error="raise"))
+    assert (info.value.path, info.value.line) == (str(bad), 2)
+    with pytest.raises(InvalidArgumentError):
+        ArrowBatches(good, batch_rows=0)
+    # Stopping early (dropping the iterator) ends the reading thread.
+    many = write(tmp_path / "many.jsonl", b'{"text": "x"}\n' * 100_000)
+    first = next(iter(ArrowBatches(many, batch_rows=10)))
+    assert first.num_rows == 10

@@ -9,10 +9,12 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "DocumentBatchReader",
     "FastTextModel",
     "ImportanceModel",
     "NgramFeaturizer",
     "__version__",
+    "read_batches",
     "resolve_num_threads",
     "scan_files",
     "tokenize",
@@ -87,6 +89,28 @@ def scan_files(
     num_threads: int | None = None,
 ) -> _Report:
     """Reads `paths` and returns the report of what was found, without keeping any text."""
+
+def read_batches(
+    paths: Sequence[str | PathLike[str]],
+    *,
+    text_field: str = "text",
+    on_error: str = "skip",
+    num_threads: int | None = None,
+    batch_rows: int = 4096,
+) -> DocumentBatchReader:
+    """Starts reading `paths` on a thread of its own; iterate the returned object for the batches."""
+
+@final
+class DocumentBatchReader:
+    """The documents of corpus files in batches: each item is `(source, lines, (schema, array))`,
+    the file's index, the uint64 line (or row) of each document and the texts as Arrow
+    PyCapsules of a large_string array. The end of the iteration raises the read's error, if
+    any; then `report()` describes the whole read."""
+
+    def __iter__(self) -> DocumentBatchReader: ...
+    def __next__(self) -> tuple[int, npt.NDArray[np.uint64], tuple[object, object]]: ...
+    def report(self) -> _Report:
+        """The report of the read, once every batch has been taken."""
 
 _Scored = tuple[npt.NDArray[np.float64], npt.NDArray[np.uint32], _Report]
 

@@ -12,7 +12,8 @@ the :class:`ReadReport` accounts for all of them. Blank lines are always skipped
 other bad records are skipped and counted (``on_error="skip"``) or raise
 :class:`~tokensieve.exceptions.BadRecordError` naming ``file:line`` (``on_error="raise"``).
 
-The Rust engine reads sources for the passes that stay in Rust (:func:`scan`, DSIR, fastText).
+The Rust engine reads sources for the passes that stay in Rust (:func:`scan`, DSIR, fastText)
+and hands the documents of files to Python as Arrow batches (:class:`ArrowBatches`).
 :class:`DocumentReader` streams the documents of the same sources to Python code (the LM
 scorer), with their ids, under the same policy: the same formats, skip reasons, record numbers
 and report.
@@ -32,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple, TypeGuard, Union, cast
 
+import numpy as np
+
 from tokensieve import _core
 from tokensieve.exceptions import (
     BadRecordError,
@@ -44,6 +47,7 @@ from tokensieve.exceptions import (
 
 __all__ = [
     "SKIP_REASONS",
+    "ArrowBatches",
     "DocumentReader",
     "Files",
     "OnError",
@@ -236,6 +240,72 @@ def scan(
         corpus_files(source), text_field=text_field, on_error=on_error, num_threads=num_threads
     )
     return ReadReport._from_core(raw)
+
+
+class ArrowBatches:
+    """The documents of corpus files as Arrow record batches, parsed by the compiled readers
+    (the documents, skips and report of :func:`scan` and the DSIR and fastText passes) on a
+    thread that reads ahead while the caller works, in file order then record order.
+
+    Each :class:`pyarrow.RecordBatch` holds at most ``batch_rows`` documents of one file, with
+    the columns ``text`` (``large_string``), ``source`` (``int32``: the file's index in
+    :attr:`paths`) and ``line`` (``uint64``: the record's 1-based line, or row of a Parquet
+    file). The batches can be iterated once; :attr:`report` then accounts for every record. A
+    read error (a missing, unreadable or corrupt file; a bad record under ``on_error="raise"``)
+    is raised by the iteration, after the batches before it.
+    """
+
+    def __init__(
+        self,
+        source: PathLike | Sequence[PathLike] | Files,
+        *,
+        text_field: str = "text",
+        on_error: OnError = "skip",
+        batch_rows: int = 4096,
+        num_threads: int | None = None,
+    ) -> None:
+        self.paths = corpus_files(source)
+        self._reader = _core.read_batches(
+            self.paths,
+            text_field=text_field,
+            on_error=on_error,
+            num_threads=num_threads,
+            batch_rows=batch_rows,
+        )
+        self._iterated = False
+        self._report: ReadReport | None = None
+
+    @property
+    def report(self) -> ReadReport:
+        """What the read found, once the batches have run out."""
+        if self._report is None:
+            raise InvalidArgumentError("the report is known once every batch has been read")
+        return self._report
+
+    def __iter__(self) -> Iterator[Any]:
+        if self._iterated:
+            raise InvalidArgumentError("ArrowBatches reads its files once: make a new one to read them again")
+        self._iterated = True
+        return self._batches()
+
+    def _batches(self) -> Iterator[Any]:
+        pa, _ = _pyarrow()
+        for source, lines, capsules in self._reader:
+            texts = pa.array(_ArrowCapsules(capsules))
+            sources = pa.array(np.full(len(texts), source, dtype=np.int32))
+            columns = [texts, sources, pa.array(lines)]
+            yield pa.RecordBatch.from_arrays(columns, names=["text", "source", "line"])
+        self._report = ReadReport._from_core(self._reader.report())
+
+
+class _ArrowCapsules:
+    """An array exported by the compiled core: the Arrow PyCapsule interface's pair."""
+
+    def __init__(self, capsules: tuple[object, object]) -> None:
+        self._capsules = capsules
+
+    def __arrow_c_array__(self, requested_schema: object = None) -> tuple[object, object]:
+        return self._capsules
 
 
 # ---------------------------------------------------------------------------------------------

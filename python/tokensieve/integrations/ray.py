@@ -40,10 +40,10 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -63,7 +63,7 @@ from tokensieve.dsir import DSIR, gumbel_noise, source_identities
 from tokensieve.exceptions import CorpusNotFoundError, InvalidArgumentError
 from tokensieve.features import HashedNgrams
 from tokensieve.integrations.batch import BatchFunction, DSIRWeights
-from tokensieve.io import OnError, ReadReport, corpus_files
+from tokensieve.io import ArrowBatches, OnError, ReadReport, corpus_files
 from tokensieve.output import write_json
 
 __all__ = ["DistributedSelection", "apply", "fit_dsir", "read_corpus", "select_dsir"]
@@ -101,10 +101,11 @@ def read_corpus(
     skipped record, when known). The names ``source``, ``position``, ``skipped`` and ``line``
     must not be columns of the files.
 
-    Each task scans its file, has tokensieve's shard writer copy its documents into a
-    temporary Parquet file and reads that back in blocks of ``rows_per_block`` rows: two
-    compiled passes and a Parquet read per file (a compiled reader handing out Arrow batches
-    would need one pass).
+    A task reads a JSON Lines file in one pass of the compiled reader, which hands out Arrow
+    batches of ``rows_per_block`` documents (:class:`tokensieve.io.ArrowBatches`). A Parquet
+    file, whose other columns are kept, is scanned, its documents' rows copied into a temporary
+    Parquet file by tokensieve's shard writer and read back in blocks of ``rows_per_block``
+    rows.
     """
     files = corpus_files(source)
     if not files:
@@ -132,13 +133,52 @@ def _read_files(files: pa.Table, *, text_field: str, on_error: OnError, rows: in
 
 
 def _read_file(path: str, source: str, text_field: str, on_error: OnError, rows: int) -> Iterator[pa.Table]:
+    reader = _read_parquet if _is_parquet(path) else _read_lines
+    read = yield from reader(path, source, text_field, on_error, rows)
+    yield from _skipped_rows(read, source, text_field)
+
+
+def _is_parquet(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PAR1"
+    except OSError:
+        return False  # the compiled reader raises the typed error
+
+
+class _Read(NamedTuple):
+    """What a file reader returns after its documents: the read's report and the columns the
+    rows of its skipped records need (nulls)."""
+
+    report: ReadReport
+    columns: pa.Schema
+
+
+def _read_lines(
+    path: str, source: str, text_field: str, on_error: OnError, rows: int
+) -> Generator[pa.Table, None, _Read]:
+    """A JSON Lines file's documents in one pass of the compiled reader (Arrow batches)."""
+    batches = ArrowBatches([path], text_field=text_field, on_error=on_error, batch_rows=rows, num_threads=1)
+    first = 0
+    for batch in batches:
+        n = batch.num_rows
+        yield _document_rows({text_field: batch.column("text").cast(pa.string())}, source, first, n)
+        first += n
+    return _Read(batches.report, pa.schema([]))
+
+
+def _read_parquet(
+    path: str, source: str, text_field: str, on_error: OnError, rows: int
+) -> Generator[pa.Table, None, _Read]:
+    """A Parquet file's documents with every column of their rows: a scan, then tokensieve's
+    shard writer copies exactly the rows the reader takes as documents into a temporary
+    Parquet file, read back in blocks of ``rows`` rows."""
     report = ReadReport._from_core(
         _core.scan_files([path], text_field=text_field, on_error=on_error, num_threads=1)
     )
     others = pa.schema([])
     with tempfile.TemporaryDirectory(prefix="tokensieve-ray-") as tmp:
         if report.documents:
-            # The compiled writer copies exactly the records the reader takes as documents.
             [(_, shard, _)] = _core.write_selected_files(
                 [path],
                 [report.documents],
@@ -161,19 +201,31 @@ def _read_file(path: str, source: str, text_field: str, on_error: OnError, rows:
             for batch in documents.iter_batches(batch_size=rows):
                 n = batch.num_rows
                 texts = batch.column(text_field).cast(pa.string())
-                yield _rows(
-                    {text_field: texts, **{name: batch.column(name) for name in others.names}},
-                    source,
-                    position=pa.array(np.arange(first, first + n, dtype=np.int64)),
-                    skipped=pa.nulls(n, pa.string()),
-                    line=pa.nulls(n, pa.int64()),
-                )
+                columns = {text_field: texts, **{name: batch.column(name) for name in others.names}}
+                yield _document_rows(columns, source, first, n)
                 first += n
-    skips = _skipped_records(report)
+    return _Read(report, others)
+
+
+def _document_rows(columns: dict[str, pa.Array], source: str, first: int, n: int) -> pa.Table:
+    """Rows of the documents ``first .. first + n`` of a source."""
+    return _rows(
+        columns,
+        source,
+        position=pa.array(np.arange(first, first + n, dtype=np.int64)),
+        skipped=pa.nulls(n, pa.string()),
+        line=pa.nulls(n, pa.int64()),
+    )
+
+
+def _skipped_rows(read: _Read, source: str, text_field: str) -> Iterator[pa.Table]:
+    """One row per skipped record of a read (nulls but for the skip reason and line)."""
+    skips = _skipped_records(read.report)
     if skips:
         n = len(skips)
+        others = {f.name: pa.nulls(n, f.type) for f in read.columns}
         yield _rows(
-            {text_field: pa.nulls(n, pa.string()), **{f.name: pa.nulls(n, f.type) for f in others}},
+            {text_field: pa.nulls(n, pa.string()), **others},
             source,
             position=pa.nulls(n, pa.int64()),
             skipped=pa.array([reason for reason, _ in skips], pa.string()),

@@ -1,10 +1,14 @@
 //! Corpus reading and thread settings.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 
+use arrow_array::Array;
+use arrow_array::ffi::to_ffi;
+use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
-use tokensieve_core::io::{ReadOptions, read_files};
+use pyo3::types::{PyCapsule, PyDict};
+use tokensieve_core::io::{DocumentBatches, ReadOptions, ReadReport, read_files};
 use tokensieve_core::pool;
 
 use crate::convert::{on_error, report_to_py};
@@ -46,4 +50,63 @@ pub fn read_options(text_field: &str, on_error_name: &str, chunk_words: Option<u
         chunk_words,
         ..Default::default()
     })
+}
+
+/// Starts reading `paths` on a thread of its own; iterate the returned object for the batches.
+#[pyfunction]
+#[pyo3(signature = (paths, *, text_field="text", on_error="skip", num_threads=None, batch_rows=4096))]
+pub fn read_batches(
+    paths: Vec<PathBuf>,
+    text_field: &str,
+    on_error: &str,
+    num_threads: Option<usize>,
+    batch_rows: usize,
+) -> PyResult<DocumentBatchReader> {
+    let options = read_options(text_field, on_error, None)?;
+    let batches = DocumentBatches::start(paths, options, thread_pool(num_threads)?, batch_rows).map_err(CoreError)?;
+    Ok(DocumentBatchReader { batches: Mutex::new(batches), report: Mutex::new(None) })
+}
+
+/// The documents of corpus files in batches: each item is `(source, lines, (schema, array))`,
+/// the file's index, the uint64 line (or row) of each document and the texts as Arrow
+/// PyCapsules of a large_string array. The end of the iteration raises the read's error, if
+/// any; then `report()` describes the whole read.
+#[pyclass(module = "tokensieve._core")]
+pub struct DocumentBatchReader {
+    batches: Mutex<DocumentBatches>,
+    report: Mutex<Option<ReadReport>>,
+}
+
+type BatchItem<'py> = (u32, Bound<'py, PyArray1<u64>>, (Bound<'py, PyCapsule>, Bound<'py, PyCapsule>));
+
+#[pymethods]
+impl DocumentBatchReader {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<BatchItem<'py>>> {
+        let mut guard = self.batches.lock().expect("a batch read panicked");
+        let batches: &mut DocumentBatches = &mut guard;
+        let Some(batch) = py.detach(|| batches.next_batch()) else {
+            if self.report.lock().expect("a batch read panicked").is_none() {
+                let report = py.detach(|| batches.finish()).map_err(CoreError)?;
+                *self.report.lock().expect("a batch read panicked") = Some(report);
+            }
+            return Ok(None);
+        };
+        let (array, schema) = to_ffi(&batch.texts.to_data())
+            .map_err(|e| CoreError(tokensieve_core::Error::invalid(format!("exporting a batch to Arrow: {e}"))))?;
+        let schema = PyCapsule::new_with_value(py, schema, c"arrow_schema")?;
+        let array = PyCapsule::new_with_value(py, array, c"arrow_array")?;
+        Ok(Some((batch.source, batch.lines.into_pyarray(py), (schema, array))))
+    }
+
+    /// The report of the read, once every batch has been taken.
+    fn report<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        match &*self.report.lock().expect("a batch read panicked") {
+            Some(report) => report_to_py(py, report),
+            None => Err(CoreError(tokensieve_core::Error::invalid("the read has not finished")).into()),
+        }
+    }
 }

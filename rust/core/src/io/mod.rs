@@ -11,6 +11,7 @@
 //! (about [`ReadOptions::block_bytes`]), Parquet one record batch at a time.
 
 mod arrow;
+mod batches;
 mod jsonl;
 mod parquet;
 mod write;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use self::arrow::{arrow_records, push_arrow_documents};
+pub use self::batches::{DocumentBatch, DocumentBatches};
 pub use self::write::{OutputFormat, ScoredFile, ShardWriter, write_selected_files};
 
 use crate::error::{Error, Result};

@@ -54,6 +54,13 @@ def reference_run(corpus: dict[str, list[Path]], tmp: Path, **resample_args) -> 
         cache_dir=str(tmp / "cache"),
         num_proc=len(corpus["raw"]),
     )
+    # The reference pickles its tokenizer into joblib's workers. The module-level nltk tokenizer
+    # it defaults to, once used in this process (by another test), holds a compiled pattern whose
+    # timeout sentinel does not survive pickling ("timeout not float or None"); a fresh one is
+    # the same tokenizer, compiled in each worker.
+    from nltk.tokenize import WordPunctTokenizer
+
+    ref.tokenizer = WordPunctTokenizer().tokenize
     ref.fit_importance_estimator(num_tokens_to_fit="all")
     ref.compute_importance_weights()
     out = tmp / "out"

@@ -18,13 +18,14 @@ materialised; the in-process runs take the same documents as one Arrow array. St
 
 Ray times are wall times of the whole job (``materialize()``), actor start-up included. Each
 batch-function stage runs on the first quarter of the documents and on all of them: the time
-per extra document (``*_us_per_doc``) and the fixed time (``*_fixed_s``, start-up) follow, and
+per extra document (``*_us_per_doc``) and the fixed time (``*_fixed_s``, start-up) follow (with
+``--repeat K``, "all" is the pool K times over: a longer lever against the fixed costs), and
 the integration's overhead per document is Ray's time per document against the in-process
 one on as many threads as the cluster has workers (1 worker against 1 thread, 2 against 2).
 ``batched_2_threads`` is the Arrow plumbing alone: ``fn(table)`` on batches of 4,096 rows in
 this process. Medians of ``--reps`` runs after a warm-up; no other load should run meanwhile.
 
-Usage: python benches/bench_scale.py [--reps 3] [--limit DOCS]
+Usage: python benches/bench_scale.py [--reps 3] [--limit DOCS] [--repeat K]
 """
 
 from __future__ import annotations
@@ -89,6 +90,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--limit", type=int, help="documents of the pool (default: all)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="the batch-function stages' large size is the pool this many times over (default 1): "
+        "a longer lever against the fixed costs when estimating the time per document",
+    )
     args = parser.parse_args()
 
     ray.init(num_cpus=2, object_store_memory=1 << 30, include_dashboard=False, log_to_driver=False)
@@ -122,7 +130,9 @@ def main() -> None:
         }
         results: dict[str, dict[str, float]] = {}
         quarter = docs // 4
-        sizes = {"quarter": (texts[:quarter], text_ds.limit(quarter).materialize()), "all": (texts, text_ds)}
+        many = pa.chunked_array(texts.chunks * args.repeat)
+        many_ds = text_ds.union(*[text_ds] * (args.repeat - 1)).materialize() if args.repeat > 1 else text_ds
+        sizes = {"quarter": (texts[:quarter], text_ds.limit(quarter).materialize()), "all": (many, many_ds)}
         runs = {
             "in_process_1_thread": lambda fn, t, d: in_process(fn, t, 1, args.reps),
             "in_process_2_threads": lambda fn, t, d: in_process(fn, t, 2, args.reps),
@@ -135,7 +145,7 @@ def main() -> None:
             for run, measure in runs.items():
                 for size, (size_texts, size_ds) in sizes.items():
                     row[f"{run}_{size}_s"] = measure(fn, size_texts, size_ds)
-                per_doc, fixed = marginal(row[f"{run}_quarter_s"], row[f"{run}_all_s"], quarter, docs)
+                per_doc, fixed = marginal(row[f"{run}_quarter_s"], row[f"{run}_all_s"], quarter, len(many))
                 row[f"{run}_us_per_doc"], row[f"{run}_fixed_s"] = per_doc * 1e6, fixed
             for workers, threads in (("1_worker", "1_thread"), ("2_workers", "2_threads")):
                 per_doc = row[f"ray_{workers}_us_per_doc"] / row[f"in_process_{threads}_us_per_doc"]
@@ -182,6 +192,7 @@ def main() -> None:
         "bench_scale",
         {
             "documents": docs,
+            "repeat": args.repeat,
             "read_corpus_s": read_seconds,
             "ray": ray.__version__,
             "batch_rows": BATCH,

@@ -400,5 +400,17 @@ def test_arrow_batches_raise_read_errors_after_the_good_batches(tmp_path: Path) 
         ArrowBatches(good, batch_rows=0)
     # Stopping early (dropping the iterator) ends the reading thread.
     many = write(tmp_path / "many.jsonl", b'{"text": "x"}\n' * 100_000)
-    first = next(iter(ArrowBatches(many, batch_rows=10)))
-    assert first.num_rows == 10
+    iterator = iter(ArrowBatches(many, batch_rows=10))
+    assert next(iterator).num_rows == 10
+    assert reader_threads() == 1  # blocked on its full channel
+    del iterator
+    assert reader_threads() == 0
+
+
+def reader_threads() -> int:
+    """Threads of this process named like ArrowBatches' reading thread (Linux truncates names
+    to 15 bytes)."""
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        pytest.skip("thread names are read from /proc")
+    return sum((t / "comm").read_text().startswith("tokensieve-rea") for t in tasks.iterdir())

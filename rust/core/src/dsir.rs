@@ -86,17 +86,21 @@ impl ImportanceModel {
     pub fn score_spilled(&self, pool: &rayon::ThreadPool, path: &Path, out: &mut DocumentScores) -> Result<u64> {
         let buckets = self.featurizer.space().buckets;
         spill::for_each_spilled_batch(path, buckets, 4 << 20, &mut |batch| {
-            let pieces: Vec<DocumentScores> = pool.install(|| {
+            let pieces: Result<Vec<DocumentScores>> = pool.install(|| {
                 batch
                     .par_chunks(DOCS_PER_TASK)
                     .map(|chunk| {
+                        if chunk.iter().any(|doc| doc.max_bucket().is_some_and(|b| b >= buckets)) {
+                            let detail = "feature spill: bucket id out of range".to_string();
+                            return Err(Error::Format { path: path.into(), detail });
+                        }
                         let mut piece = DocumentScores::default();
                         chunk.iter().for_each(|doc| self.push_scores(doc, &mut piece));
-                        piece
+                        Ok(piece)
                     })
                     .collect()
             });
-            for piece in pieces {
+            for piece in pieces? {
                 out.log_weights.extend_from_slice(&piece.log_weights);
                 out.tokens.extend_from_slice(&piece.tokens);
             }
@@ -111,9 +115,7 @@ impl ImportanceModel {
         out.tokens.push(u32::try_from(tokens).unwrap_or(u32::MAX));
         let m = self.featurizer.space().buckets as usize;
         for row in self.log_diff.chunks_exact(m) {
-            let mut sum = NeumaierSum::default();
-            buckets.for_each_bucket(|b| sum.add(row[b as usize]));
-            out.log_weights.push(sum.value());
+            out.log_weights.push(buckets.gathered_sum(row));
         }
     }
 }
@@ -121,15 +123,16 @@ impl ImportanceModel {
 /// A document's bucket ids, in emission order: featurised now, or read back from a spill.
 trait BucketIds {
     fn len(&self) -> usize;
-    fn for_each_bucket(&self, f: impl FnMut(u32));
+    /// `sum_i row[id_i]`, compensated ([`compensated_gather`]).
+    fn gathered_sum(&self, row: &[f64]) -> f64;
 }
 
 impl BucketIds for &[u32] {
     fn len(&self) -> usize {
         <[u32]>::len(self)
     }
-    fn for_each_bucket(&self, f: impl FnMut(u32)) {
-        self.iter().copied().for_each(f);
+    fn gathered_sum(&self, row: &[f64]) -> f64 {
+        compensated_gather(self.iter().copied(), row)
     }
 }
 
@@ -137,8 +140,12 @@ impl BucketIds for &SpilledDocument<'_> {
     fn len(&self) -> usize {
         SpilledDocument::len(self)
     }
-    fn for_each_bucket(&self, f: impl FnMut(u32)) {
-        SpilledDocument::for_each_bucket(self, f);
+    fn gathered_sum(&self, row: &[f64]) -> f64 {
+        if self.width == 2 {
+            compensated_gather(self.ids.chunks_exact(2).map(|b| u32::from(u16::from_le_bytes([b[0], b[1]]))), row)
+        } else {
+            compensated_gather(self.ids.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])), row)
+        }
     }
 }
 
@@ -157,26 +164,45 @@ pub fn tokens_from_feature_count(features: u64, ngrams: usize) -> u64 {
 
 /// Compensated (Neumaier) summation: the weight does not depend on how many n-grams a document
 /// has beyond the last bits, so it is comparable with any other summation order.
-#[derive(Default)]
+#[derive(Clone, Copy, Default)]
 struct NeumaierSum {
     sum: f64,
     compensation: f64,
 }
 
 impl NeumaierSum {
+    #[inline]
     fn add(&mut self, x: f64) {
         let t = self.sum + x;
-        if self.sum.abs() >= x.abs() {
-            self.compensation += (self.sum - t) + x;
-        } else {
-            self.compensation += (x - t) + self.sum;
-        }
+        // The smaller addend's lost low bits; a select rather than a branch, whose direction
+        // follows the signs of the weights and is hard to predict.
+        let (big, small) = if self.sum.abs() >= x.abs() { (self.sum, x) } else { (x, self.sum) };
+        self.compensation += (big - t) + small;
         self.sum = t;
     }
 
     fn value(&self) -> f64 {
         self.sum + self.compensation
     }
+}
+
+/// `sum_i row[id_i]` as four Neumaier sums taking the values in turn, added up at the end: four
+/// independent chains of additions instead of one, each as accurate as a single compensated sum.
+#[inline]
+fn compensated_gather(mut ids: impl Iterator<Item = u32>, row: &[f64]) -> f64 {
+    let mut lanes = [NeumaierSum::default(); 4];
+    'values: loop {
+        for lane in &mut lanes {
+            let Some(b) = ids.next() else { break 'values };
+            lane.add(row[b as usize]);
+        }
+    }
+    let mut total = NeumaierSum::default();
+    for lane in lanes {
+        total.add(lane.sum);
+        total.add(lane.compensation);
+    }
+    total.value()
 }
 
 #[cfg(test)]
@@ -232,6 +258,34 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn compensated_gather_keeps_what_cancellation_would_lose() {
+        // Integers, so the exact sum is an integer sum; a plain f64 sum loses every 1 and 3 next
+        // to 1e16.
+        let row = [1e16, 1.0, -1e16, 3.0, 0.5];
+        for len in 0..40usize {
+            let ids: Vec<u32> = (0..len).map(|i| ((i * 7 + i / 3) % 5) as u32).collect();
+            let exact: f64 = ids.iter().map(|&b| (row[b as usize] * 2.0) as i128).sum::<i128>() as f64 / 2.0;
+            assert_eq!(compensated_gather(ids.iter().copied(), &row), exact, "{ids:?}");
+        }
+    }
+
+    #[test]
+    fn a_spilled_bucket_id_out_of_range_is_an_error() {
+        let path = std::env::temp_dir().join(format!("tokensieve-dsir-spill-{}", std::process::id()));
+        let mut writer = spill::SpillWriter::create(&path).unwrap();
+        let mut buffer = spill::SpillBuffer::default();
+        buffer.push_document(&[1, 96], 2);
+        buffer.push_document(&[3, 97], 2);
+        writer.write(buffer).unwrap();
+        writer.finish().unwrap();
+        let model = ImportanceModel::new(featurizer(2, 97), vec![0.0; 97], 1).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let error = model.score_spilled(&pool, &path, &mut DocumentScores::default()).unwrap_err();
+        assert!(error.to_string().contains("bucket id out of range"), "{error}");
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

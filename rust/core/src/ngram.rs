@@ -406,21 +406,22 @@ impl CountAccumulator {
                 .map(|chunk| {
                     let mut scratch = Scratch::default();
                     let mut buffer = SpillBuffer::default();
+                    let mut buckets = Vec::new();
                     self.with_thread_counts(|counts| {
                         for doc in chunk {
-                            buffer.start_document();
-                            self.featurizer.for_each_bucket(doc.as_ref(), &mut scratch, |b| {
+                            buckets.clear();
+                            self.featurizer.for_each_bucket(doc.as_ref(), &mut scratch, |b| buckets.push(b));
+                            for &b in &buckets {
                                 counts[b as usize] += 1;
-                                buffer.push(b, width);
-                            });
-                            buffer.end_document(width);
+                            }
+                            buffer.push_document(&buckets, width);
                         }
                     });
                     buffer
                 })
                 .collect()
         });
-        pieces.iter().try_for_each(|buffer| spill.write(buffer))
+        pieces.into_iter().try_for_each(|buffer| spill.write(buffer))
     }
 
     /// Adds the n-gram counts of token-id documents (see [`Featurizer::transform_ids`]).

@@ -8,7 +8,8 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::mpsc;
 
 use crate::error::{Error, Result};
 
@@ -23,54 +24,83 @@ pub fn id_width(buckets: u32) -> usize {
 pub struct SpillBuffer {
     bytes: Vec<u8>,
     documents: u64,
-    /// Where the count of the document being pushed goes.
-    open: usize,
 }
 
 impl SpillBuffer {
-    /// Starts the next document.
-    pub fn start_document(&mut self) {
-        self.open = self.bytes.len();
-        self.bytes.extend_from_slice(&[0; 4]);
+    /// Appends one document's bucket ids, `width` bytes each (see [`id_width`]).
+    pub fn push_document(&mut self, buckets: &[u32], width: usize) {
+        self.bytes.extend_from_slice(&(buckets.len() as u32).to_le_bytes());
+        let start = self.bytes.len();
+        self.bytes.resize(start + buckets.len() * width, 0);
+        let out = &mut self.bytes[start..];
+        // One loop per width, so that each id is a fixed-size store rather than a copy call.
+        if width == 2 {
+            for (slot, &b) in out.chunks_exact_mut(2).zip(buckets) {
+                slot.copy_from_slice(&(b as u16).to_le_bytes());
+            }
+        } else {
+            for (slot, &b) in out.chunks_exact_mut(4).zip(buckets) {
+                slot.copy_from_slice(&b.to_le_bytes());
+            }
+        }
         self.documents += 1;
     }
-
-    /// Appends a bucket id of the current document, `width` bytes wide.
-    #[inline]
-    pub fn push(&mut self, bucket: u32, width: usize) {
-        self.bytes.extend_from_slice(&bucket.to_le_bytes()[..width]);
-    }
-
-    /// Ends the current document, `width` bytes per id.
-    pub fn end_document(&mut self, width: usize) {
-        let count = ((self.bytes.len() - self.open - 4) / width) as u32;
-        self.bytes[self.open..self.open + 4].copy_from_slice(&count.to_le_bytes());
-    }
 }
 
-/// Appends documents' bucket ids to a spill file.
+/// Appends documents' bucket ids to a spill file on a thread of its own, so that the counting
+/// threads do not wait for the file system; at most [`SPILL_QUEUE`] buffers wait to be written.
 pub struct SpillWriter {
-    path: PathBuf,
-    out: BufWriter<File>,
-    documents: u64,
+    queue: Option<mpsc::SyncSender<SpillBuffer>>,
+    writer: Option<std::thread::JoinHandle<Result<u64>>>,
 }
+
+/// Buffers handed to the writing thread and not yet written.
+const SPILL_QUEUE: usize = 8;
 
 impl SpillWriter {
     pub fn create(path: &Path) -> Result<Self> {
         let file = File::create(path).map_err(|e| Error::io(path, e))?;
-        Ok(SpillWriter { path: path.to_owned(), out: BufWriter::with_capacity(1 << 20, file), documents: 0 })
+        let (queue, buffers) = mpsc::sync_channel::<SpillBuffer>(SPILL_QUEUE);
+        let path = path.to_owned();
+        let writer = std::thread::spawn(move || {
+            let mut out = BufWriter::with_capacity(1 << 20, file);
+            let mut documents = 0;
+            for buffer in buffers {
+                out.write_all(&buffer.bytes).map_err(|e| Error::io(&path, e))?;
+                documents += buffer.documents;
+            }
+            out.flush().map_err(|e| Error::io(&path, e))?;
+            Ok(documents)
+        });
+        Ok(SpillWriter { queue: Some(queue), writer: Some(writer) })
     }
 
-    /// Appends the documents of `buffer`.
-    pub fn write(&mut self, buffer: &SpillBuffer) -> Result<()> {
-        self.documents += buffer.documents;
-        self.out.write_all(&buffer.bytes).map_err(|e| Error::io(&self.path, e))
+    /// Queues the documents of `buffer` to be appended.
+    pub fn write(&mut self, buffer: SpillBuffer) -> Result<()> {
+        let sent = self.queue.as_ref().is_some_and(|queue| queue.send(buffer).is_ok());
+        // The writing thread hangs up only when a write failed: `finish` reports why.
+        if sent { Ok(()) } else { self.finish_writing().map(|_| ()) }
     }
 
-    /// Flushes the file; returns the documents written.
+    /// Waits for every queued buffer to be written and the file flushed; returns the documents
+    /// written.
     pub fn finish(mut self) -> Result<u64> {
-        self.out.flush().map_err(|e| Error::io(&self.path, e))?;
-        Ok(self.documents)
+        self.finish_writing()
+    }
+
+    fn finish_writing(&mut self) -> Result<u64> {
+        self.queue = None;
+        match self.writer.take() {
+            Some(writer) => writer.join().expect("the spill writer panicked"),
+            None => Err(Error::invalid("the feature spill was already closed after a failed write")),
+        }
+    }
+}
+
+impl Drop for SpillWriter {
+    fn drop(&mut self) {
+        // An early return (an error elsewhere) still stops the writing thread.
+        let _ = self.finish_writing();
     }
 }
 
@@ -90,25 +120,22 @@ impl SpilledDocument<'_> {
         self.ids.is_empty()
     }
 
-    /// Calls `f` with each bucket id, in order.
-    #[inline]
-    pub fn for_each_bucket(&self, mut f: impl FnMut(u32)) {
-        if self.width == 2 {
-            self.ids.chunks_exact(2).for_each(|b| f(u32::from(u16::from_le_bytes([b[0], b[1]]))));
-        } else {
-            self.ids.chunks_exact(4).for_each(|b| f(u32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+    /// The largest bucket id, if any (a loop the compiler vectorises).
+    pub fn max_bucket(&self) -> Option<u32> {
+        if self.is_empty() {
+            return None;
         }
-    }
-
-    fn max_bucket(&self) -> Option<u32> {
-        let mut max = None;
-        self.for_each_bucket(|b| max = max.max(Some(b)));
-        max
+        Some(if self.width == 2 {
+            self.ids.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).fold(0, u16::max).into()
+        } else {
+            self.ids.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).fold(0, u32::max)
+        })
     }
 }
 
 /// Calls `consume` with batches of spilled documents in order, read about `block_bytes` at a
-/// time. Every id is checked against `buckets`. Returns the documents read.
+/// time. The consumer checks the ids against the bucket count ([`SpilledDocument::max_bucket`],
+/// on its own threads). Returns the documents read.
 pub fn for_each_spilled_batch(
     path: &Path,
     buckets: u32,
@@ -147,9 +174,6 @@ pub fn for_each_spilled_batch(
             eof = block.len() == before;
             continue;
         }
-        if docs.iter().any(|d| d.max_bucket().is_some_and(|b| b >= buckets)) {
-            return Err(corrupt("bucket id out of range"));
-        }
         documents += docs.len() as u64;
         consume(&docs)?;
         block.drain(..at);
@@ -171,20 +195,23 @@ mod tests {
             for part in [&docs[..1], &docs[1..]] {
                 let mut buffer = SpillBuffer::default();
                 for doc in part {
-                    buffer.start_document();
-                    doc.iter().for_each(|&b| buffer.push(b, width));
-                    buffer.end_document(width);
+                    buffer.push_document(doc, width);
                 }
-                writer.write(&buffer).unwrap();
+                writer.write(buffer).unwrap();
             }
             assert_eq!(writer.finish().unwrap(), 4);
             for block_bytes in [1, 16, 1 << 20] {
                 let mut read = Vec::new();
                 let n = for_each_spilled_batch(&path, buckets, block_bytes, &mut |batch| {
                     read.extend(batch.iter().map(|d| {
-                        let mut ids = Vec::new();
-                        d.for_each_bucket(|b| ids.push(b));
-                        ids
+                        let mut id = [0u8; 4];
+                        d.ids
+                            .chunks_exact(d.width)
+                            .map(|b| {
+                                id[..b.len()].copy_from_slice(b);
+                                u32::from_le_bytes(id)
+                            })
+                            .collect::<Vec<u32>>()
                     }));
                     Ok(())
                 })

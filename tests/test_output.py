@@ -13,6 +13,7 @@ from tokensieve.exceptions import InvalidArgumentError
 from tokensieve.output import (
     atomic_file,
     file_sha256,
+    files_sha256_in_background,
     prepare_output_dir,
     remove_stale_shards,
     write_json,
@@ -57,6 +58,19 @@ def test_file_sha256_matches_hashlib_across_blocks(tmp_path: Path) -> None:
     assert file_sha256(path) == hashlib.sha256(data).hexdigest()
     (tmp_path / "empty").write_bytes(b"")
     assert file_sha256(str(tmp_path / "empty")) == hashlib.sha256(b"").hexdigest()
+
+
+def test_background_digests_come_back_in_path_order(tmp_path: Path) -> None:
+    rng = np.random.default_rng()
+    blobs = [rng.integers(0, 256, size=int(n), dtype=np.uint8).tobytes() for n in rng.integers(0, 3 << 20, 5)]
+    paths = []
+    for i, blob in enumerate(blobs):
+        paths.append(tmp_path / f"f{i}")
+        paths[-1].write_bytes(blob)
+    for threads in (1, 2, None):
+        assert files_sha256_in_background(paths, threads)() == [hashlib.sha256(b).hexdigest() for b in blobs]
+    with pytest.raises(FileNotFoundError):
+        files_sha256_in_background([tmp_path / "missing"], 2)()
 
 
 def test_prepare_output_dir_refuses_strangers(tmp_path: Path) -> None:

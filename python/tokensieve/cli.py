@@ -37,6 +37,7 @@ from tokensieve.features import HashedNgrams
 from tokensieve.io import Files, ReadReport, corpus_files
 from tokensieve.output import (
     file_sha256,
+    files_sha256_in_background,
     manifest_header,
     prepare_output_dir,
     remove_stale_shards,
@@ -230,6 +231,7 @@ def run_classify(args: argparse.Namespace) -> int:
         copies[np.argsort(-ranked, kind="stable")[:k]] = 1  # ties: the earlier document
         selection = {"mode": "top_fraction", "top_fraction": args.top_fraction, "k": k}
     shards: list[tuple[int, str, int]] = []
+    digests = files_sha256_in_background(paths, args.num_threads)
     if copies is not None:
         shards = _core.write_selected_files(
             paths,
@@ -245,13 +247,13 @@ def run_classify(args: argparse.Namespace) -> int:
         remove_stale_shards(out_dir, (p for _, p, _ in shards))
     chosen = copies.astype(bool) if copies is not None else np.zeros(len(scores), dtype=bool)
     sources, end = [], 0
-    for s in report.sources:
+    for s, digest in zip(report.sources, digests(), strict=True):
         begin, end = end, end + s.documents
         sources.append(
             {
                 "name": s.name,
                 "bytes": s.bytes,
-                "sha256": file_sha256(s.name),
+                "sha256": digest,
                 "records": s.records,
                 "documents": s.documents,
                 "selected": int(chosen[begin:end].sum()),

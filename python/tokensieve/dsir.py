@@ -44,7 +44,7 @@ from tokensieve.exceptions import FeatureSpaceMismatchError, InvalidArgumentErro
 from tokensieve.features import HashedNgrams, HashName, TokenizerName
 from tokensieve.io import OnError, ReadReport, SourceReport, corpus_files, is_file_source
 from tokensieve.output import (
-    file_sha256,
+    files_sha256_in_background,
     manifest_header,
     prepare_output_dir,
     remove_stale_shards,
@@ -559,7 +559,9 @@ class DSIR:
         start = time.perf_counter()
         report = self.report
         copies = np.ascontiguousarray(selection.copies, dtype=np.uint32)
+        pending_digests = None
         if is_file_source(self.raw):
+            pending_digests = files_sha256_in_background(corpus_files(self.raw), self.num_threads)
             written = _core.write_selected_files(
                 corpus_files(self.raw),
                 [_units(s) for s in report.sources],
@@ -586,19 +588,26 @@ class DSIR:
             )
             shards = [(0, path, n)]
         remove_stale_shards(out_dir, (p for _, p, _ in shards))
-        manifest = self._manifest(selection, shards, time.perf_counter() - start)
+        digests: list[str | None] = [None] * len(report.sources)
+        if pending_digests is not None:
+            digests = list(pending_digests())
+        manifest = self._manifest(selection, shards, digests, time.perf_counter() - start)
         manifest_path = out_dir / "manifest.json"
         write_json(manifest_path, manifest)
         return replace(selection, shards=tuple(p for _, p, _ in shards), manifest=manifest_path)
 
     def _manifest(
-        self, selection: Selection, shards: list[tuple[int, Path, int]], write_seconds: float
+        self,
+        selection: Selection,
+        shards: list[tuple[int, Path, int]],
+        digests: list[str | None],
+        write_seconds: float,
     ) -> dict:
         report = self.report
         selected = selection.copies > 0
         sources = []
         end = 0
-        for s in report.sources:
+        for s, digest in zip(report.sources, digests, strict=True):
             # A source's documents are one run of rows: slices, not per-row source indices.
             start, end = end, end + _units(s)
             chosen, eligible = selected[start:end], selection.eligible[start:end]
@@ -606,7 +615,7 @@ class DSIR:
                 {
                     "name": s.name,
                     "bytes": s.bytes,
-                    "sha256": file_sha256(s.name) if is_file_source(self.raw) else None,
+                    "sha256": digest,
                     "records": s.records,
                     "documents": s.documents,
                     "chunks": s.chunks,

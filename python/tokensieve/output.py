@@ -12,7 +12,8 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -28,6 +29,7 @@ __all__ = [
     "atomic_file",
     "directory_sha256",
     "file_sha256",
+    "files_sha256_in_background",
     "manifest_header",
     "prepare_output_dir",
     "remove_stale_shards",
@@ -82,6 +84,22 @@ def file_sha256(path: PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def files_sha256_in_background(paths: Sequence[PathLike], threads: int | None) -> Callable[[], list[str]]:
+    """Starts hashing ``paths`` (:func:`file_sha256`) on up to ``threads`` threads (default: the
+    CPU count) and returns a function that waits for the digests and returns them in order. A
+    writer starts this before its compiled write pass, which releases the GIL as hashlib does, so
+    that checksumming the inputs overlaps the write instead of following it."""
+    workers = max(1, min(len(paths), threads or os.cpu_count() or 1))
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tokensieve-sha256")
+    futures = [executor.submit(file_sha256, path) for path in paths]
+    executor.shutdown(wait=False)
+
+    def digests() -> list[str]:
+        return [future.result() for future in futures]
+
+    return digests
 
 
 def directory_sha256(path: PathLike) -> str:

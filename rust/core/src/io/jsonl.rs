@@ -12,7 +12,7 @@ use std::sync::{Arc, mpsc};
 use rayon::prelude::*;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
-use super::{CountingReader, Document, Format, ReadOptions, ReadReport, Skip, SkipReason};
+use super::{CountingReader, Document, Format, ReadOptions, ReadReport, Skip, SkipReason, json_text};
 use crate::error::{Error, Result};
 
 fn open(path: &Path, format: Format, bytes_read: Option<&Arc<AtomicU64>>) -> Result<Box<dyn Read + Send>> {
@@ -179,6 +179,15 @@ pub(super) fn parse_line<'a>(line: &'a [u8], field: &str) -> std::result::Result
     }
     let line = std::str::from_utf8(line)
         .map_err(|e| Skip::new(SkipReason::InvalidUtf8, format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
+    match json_text::text_field(line, field) {
+        Some(text) => Ok(text),
+        None => parse_with_serde(line, field),
+    }
+}
+
+/// [`parse_line`] of a UTF-8 line by serde_json: every record the fast path declines, each
+/// malformed one included, gets its verdict and message here.
+pub(super) fn parse_with_serde<'a>(line: &'a str, field: &str) -> std::result::Result<Cow<'a, str>, Skip> {
     let mut de = serde_json::Deserializer::from_str(line);
     let value = FieldSeed { field }.deserialize(&mut de).and_then(|v| de.end().map(|()| v));
     match value {

@@ -12,6 +12,7 @@
 
 mod arrow;
 mod batches;
+mod json_text;
 mod jsonl;
 mod parquet;
 mod write;

@@ -93,6 +93,9 @@ class CorpusNotFoundError(CorpusReadError, FileNotFoundError):
 
 class ModelFormatError(TokensieveError, ValueError):
     """A model file is truncated, oversized or inconsistent (the message names the section and
-    the offset), or the model cannot predict (its weights produce NaN). ``path`` names it."""
+    the offset), or the model cannot predict (its weights produce NaN), or it changed on disk
+    after it was read. ``path`` names it."""
 
-    path: str
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path

@@ -143,7 +143,7 @@ class FastTextModel:
         handle = _core.FastTextModel(self.path)
         self._stat = _stat(self.path)
         if self._sha256 is not None and file_sha256(self.path) != self._sha256:
-            raise _changed(self.path, "is not the file the model was pickled from")
+            raise ModelFormatError(f"{self.path} is not the file the model was pickled from", self.path)
         self._handle = handle
         return handle
 
@@ -159,7 +159,7 @@ class FastTextModel:
             raise InvalidArgumentError("a trained model has no file yet: call save_model(path) first")
         if self._sha256 is None:
             if self._stat is not None and _stat(self.path) != self._stat:
-                raise _changed(self.path, "changed after the model was read")
+                raise ModelFormatError(f"{self.path} changed after the model was read", self.path)
             self._sha256 = file_sha256(self.path)
         return self._sha256
 
@@ -430,12 +430,6 @@ class FastTextModel:
 def _stat(path: str) -> tuple[int, int]:
     info = os.stat(path)
     return info.st_size, info.st_mtime_ns
-
-
-def _changed(path: str, what: str) -> ModelFormatError:
-    error = ModelFormatError(f"{path} {what}")
-    error.path = path
-    return error
 
 
 def _training_text(

@@ -32,8 +32,8 @@ import pyarrow as pa
 
 from tokensieve import _core
 from tokensieve.dsir import DSIR
-from tokensieve.exceptions import InvalidArgumentError
-from tokensieve.fasttext import PRESETS, FastTextModel, _changed
+from tokensieve.exceptions import InvalidArgumentError, ModelFormatError
+from tokensieve.fasttext import PRESETS, FastTextModel
 from tokensieve.features import HashedNgrams
 from tokensieve.output import directory_sha256
 
@@ -346,7 +346,7 @@ class TokenScores(BatchFunction):
         if self._sha256 is None:
             files = _files_stat(self.model_dir)
             if self._files is not None and files != self._files:
-                raise _changed(self.model_dir, "changed after the model was loaded")
+                raise ModelFormatError(f"{self.model_dir} changed after the model was loaded", self.model_dir)
             self._sha256, self._files = directory_sha256(self.model_dir), files
         return self._sha256
 
@@ -377,7 +377,8 @@ class TokenScores(BatchFunction):
             files = _files_stat(self.model_dir)
             changed = self._sha256 is not None and files != self._files
             if changed and directory_sha256(self.model_dir) != self._sha256:
-                raise _changed(self.model_dir, "is not the model directory the function was pickled with")
+                wrong = f"{self.model_dir} is not the model directory the function was pickled with"
+                raise ModelFormatError(wrong, self.model_dir)
             scorer = TokenScorer.from_pretrained(
                 self.model_dir,
                 device=self.device,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import pickle
 import random
+import shutil
 import struct
 from pathlib import Path
 
@@ -260,6 +261,21 @@ def test_arrow_input_threads_and_pickling(models: dict[str, Path], documents: Do
         one.predict_batch("a single str")
     with pytest.raises(InvalidArgumentError, match="k must be"):
         one.predict(texts[:2], k=0)
+
+
+def test_a_model_file_that_changes_is_refused(models: dict[str, Path], documents: Docs, tmp_path) -> None:
+    path = tmp_path / "model.bin"
+    shutil.copyfile(models["hs"], path)
+    blob = pickle.dumps(tsft.load_model(path))  # the path and the file's SHA-256
+    shutil.copyfile(models["softmax"], path)  # another valid model at the same path
+    with pytest.raises(ModelFormatError, match="not the file the model was pickled from") as info:
+        pickle.loads(blob).predict(documents["test"][0])
+    assert info.value.path == str(path)
+    read = tsft.load_model(path)  # read, not yet hashed
+    shutil.copyfile(models["hs"], path)
+    with pytest.raises(ModelFormatError, match="changed after the model was read") as info:
+        pickle.dumps(read)
+    assert info.value.path == str(path)
 
 
 def test_score_streams_files_with_a_report(models: dict[str, Path], documents: Docs, tmp_path) -> None:

@@ -139,15 +139,17 @@ def test_pickles_as_path_hash_and_options_and_loads_lazily(lm_dir, texts, tmp_pa
     original = config.read_bytes()
     config.write_bytes(original + b"\n")  # the same model, other bytes
     for changed in (pickle.loads(blob), hashed):
-        with pytest.raises(ModelFormatError, match="not the model directory"):
+        with pytest.raises(ModelFormatError, match="not the model directory") as info:
             changed(batch)
+        assert info.value.path == str(copy)
     # A function loaded before its directory changed does not pickle as the new directory.
     config.write_bytes(original)
     loaded = TokenScores(copy, device="cpu")
     loaded.load()
     config.write_bytes(original + b"\n")
-    with pytest.raises(ModelFormatError, match="changed after the model was loaded"):
+    with pytest.raises(ModelFormatError, match="changed after the model was loaded") as info:
         pickle.dumps(loaded)
+    assert info.value.path == str(copy)
 
 
 def test_bad_arguments_raise_typed_errors(lm_dir, tmp_path):

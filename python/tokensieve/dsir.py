@@ -561,9 +561,10 @@ class DSIR:
         copies = np.ascontiguousarray(selection.copies, dtype=np.uint32)
         pending_digests = None
         if is_file_source(self.raw):
-            pending_digests = files_sha256_in_background(corpus_files(self.raw), self.num_threads)
+            paths = corpus_files(self.raw)
+            pending_digests = files_sha256_in_background(paths, self.num_threads)
             written = _core.write_selected_files(
-                corpus_files(self.raw),
+                paths,
                 [_units(s) for s in report.sources],
                 skipped_lines(report),
                 copies,
@@ -588,9 +589,7 @@ class DSIR:
             )
             shards = [(0, path, n)]
         remove_stale_shards(out_dir, (p for _, p, _ in shards))
-        digests: list[str | None] = [None] * len(report.sources)
-        if pending_digests is not None:
-            digests = list(pending_digests())
+        digests = pending_digests() if pending_digests is not None else [None] * len(report.sources)
         manifest = self._manifest(selection, shards, digests, time.perf_counter() - start)
         manifest_path = out_dir / "manifest.json"
         write_json(manifest_path, manifest)
@@ -600,7 +599,7 @@ class DSIR:
         self,
         selection: Selection,
         shards: list[tuple[int, Path, int]],
-        digests: list[str | None],
+        digests: Sequence[str | None],
         write_seconds: float,
     ) -> dict:
         report = self.report

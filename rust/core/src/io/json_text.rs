@@ -368,12 +368,29 @@ mod tests {
             "{}",
             r#"[1,"a",{"k":[null]}]"#,
             r#"{"text":"inner"}"#,
+            "[ 1 ,\t{ \"k\" :\r\n[ ] } , -0 ]",
+            "{ }",
+            "-12.5E-7",
+            "1.",
+            ".5",
+            "-",
+            "nul",
+            r#""tab	inside""#,
             "é",
             "01",
             "+1",
         ];
-        let texts =
-            [r#""""#, r#""plain text""#, r#""line\nbreak \"quoted\"""#, r#""😀 \ud83d\ude00""#, "7", "null", r#""\q""#];
+        let texts = [
+            r#""""#,
+            r#""plain text""#,
+            r#""line\nbreak \"quoted\"""#,
+            r#""😀 \ud83d\ude00""#,
+            r#""\u0041\u00e9""#,
+            "7",
+            "null",
+            r#""\q""#,
+            r#""\ud83d""#,
+        ];
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = |n: usize| {
             state ^= state << 13;

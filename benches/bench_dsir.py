@@ -5,11 +5,13 @@ decompressed once to plain JSONL (what the reference reads). Each engine runs in
 (so peak RSS is its own) on 2 cores: fit, weights, resample of 10% of the eligible documents.
 The reference runs once (it takes minutes); tokensieve ``--reps`` times, medians reported. The KL
 reduction of every selection is measured with tokensieve's ``kl_reduction`` in the same feature
-space (dsir-sha256, 10,000 buckets). Then each tokensieve family runs once more on the raw files
-repeated 4 times over: the growth of its peak RSS per extra document is the memory that scales
-with the corpus.
+space (dsir-sha256, 10,000 buckets). Then each tokensieve family runs once on each of two pools
+of short documents (8 words of the raw pool each, so that documents, not bytes, dominate), of 1
+and 8 million documents: the growth of its peak RSS per extra document is the memory that scales
+with the number of documents (with the 1.4 KB documents of the raw pool, RSS noise of a few MB
+would swamp it).
 
-Usage: python benches/bench_dsir.py [--reps 3] [--limit DOCS_PER_FILE]
+Usage: python benches/bench_dsir.py [--reps 3] [--limit DOCS_PER_FILE] [--memory-only]
 """
 
 from __future__ import annotations
@@ -28,8 +30,24 @@ import numpy as np
 import zstandard
 from common import SHARED_DATA, median, write_result
 
-#: How many times the raw files are repeated to measure the memory per document.
-SCALE = 4
+#: The sizes of the two pools of short documents that measure the memory per document.
+SHORT_POOLS = (1_000_000, 8_000_000)
+#: Words per short document.
+SHORT_WORDS = 8
+
+
+def write_short_pool(raw: list[str], documents: int, dst: Path) -> None:
+    """``documents`` JSONL documents of SHORT_WORDS consecutive words of the raw pool (cycled)."""
+    words = []
+    for p in raw:
+        for line in Path(p).read_text(encoding="utf-8").split("\n")[:-1]:
+            words.extend(json.loads(line)["text"].split())
+            if len(words) >= documents * SHORT_WORDS:
+                break
+    with open(dst, "w", encoding="utf-8") as out:
+        for start in range(0, documents * SHORT_WORDS, SHORT_WORDS):
+            piece = [words[(start + i) % len(words)] for i in range(SHORT_WORDS)]
+            out.write(json.dumps({"text": " ".join(piece)}) + "\n")
 
 
 def decompress(src: Path, dst: Path, limit: int | None) -> int:
@@ -72,14 +90,22 @@ def run_reference(raw: list[str], target: list[str], work: Path, fraction: float
 
 
 def run_tokensieve(
-    raw: list[str], target: list[str], work: Path, fraction: float, family: str, reps: int
+    raw: list[str],
+    target: list[str],
+    work: Path,
+    fraction: float,
+    family: str,
+    reps: int,
+    min_example_length: int = 100,
 ) -> dict:
     from tokensieve import DSIR
     from tokensieve.io import Files
 
     runs: dict[str, list[float]] = {"fit": [], "weights": [], "resample": []}
     for rep in range(reps):
-        dsir = DSIR(Files(raw), Files(target), hash=family, num_threads=2)
+        dsir = DSIR(
+            Files(raw), Files(target), hash=family, num_threads=2, min_example_length=min_example_length
+        )
         start = time.perf_counter()
         dsir.fit()
         runs["fit"].append(time.perf_counter() - start)
@@ -107,8 +133,7 @@ def reference_kl(raw: list[str], target: list[str], work: Path) -> dict:
     ]
     copies = np.array([line in chosen for line in lines], dtype=np.uint32)
     dsir = DSIR(Files(raw), Files(target), num_threads=2).fit()
-    eligible = dsir.tokens >= 100
-    return dsir.kl_reduction(Selection(copies, eligible, "reference", 0, int(copies.sum())))
+    return dsir.kl_reduction(Selection(copies, dsir.tokens, 100, "reference", 0, int(copies.sum())))
 
 
 def child(args: argparse.Namespace) -> int:
@@ -118,7 +143,15 @@ def child(args: argparse.Namespace) -> int:
         result = run_reference(spec["raw"], spec["target"], work, spec["fraction"])
         result["kl"] = reference_kl(spec["raw"], spec["target"], work)
     else:
-        result = run_tokensieve(spec["raw"], spec["target"], work, spec["fraction"], args.engine, args.reps)
+        result = run_tokensieve(
+            spec["raw"],
+            spec["target"],
+            work,
+            spec["fraction"],
+            args.engine,
+            args.reps,
+            spec.get("min_example_length", 100),
+        )
     # VmHWM is this process's own peak: getrusage's ru_maxrss starts at the parent's peak, which
     # survives the exec that started this process.
     status = Path("/proc/self/status").read_text()
@@ -132,6 +165,7 @@ def child(args: argparse.Namespace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--memory-only", action="store_true", help="only the memory per document")
     parser.add_argument("--limit", type=int, default=None, help="documents per file (default: all)")
     parser.add_argument("--engine", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
@@ -155,12 +189,11 @@ def main() -> int:
         print(
             f"raw {docs:,} documents, {size['raw'] / 1e6:.1f} MB JSONL; target {size['target'] / 1e6:.1f} MB"
         )
-        # The same files, each repeated SCALE times, show what memory grows with the corpus.
-        scaled = []
-        for p in raw:
-            scaled.append(p.replace("/raw_", f"/x{SCALE}_raw_"))
-            Path(scaled[-1]).write_bytes(Path(p).read_bytes() * SCALE)
-        (work / "spec_scaled.json").write_text(json.dumps({"raw": scaled, "target": target, "fraction": 0.1}))
+        for documents in SHORT_POOLS:
+            short = work / f"short_{documents}.jsonl"
+            write_short_pool(raw, documents, short)
+            spec = {"raw": [str(short)], "target": target, "fraction": 0.1, "min_example_length": 1}
+            (work / f"spec_short_{documents}.json").write_text(json.dumps(spec))
 
         def child_run(engine: str, spec: str, reps: int) -> dict:
             cmd = [sys.executable, __file__, "--engine", engine, "--work", tmp, "--reps", str(reps)]
@@ -168,16 +201,23 @@ def main() -> int:
             return json.loads(out.strip().splitlines()[-1])
 
         results, scaling = {}, {}
-        for engine in ("reference", "dsir-sha256", "fast-v1"):
+        for engine in () if args.memory_only else ("reference", "dsir-sha256", "fast-v1"):
             results[engine] = child_run(engine, "spec.json", args.reps)
             print(f"  {engine}: done")
+        small, large = SHORT_POOLS
         for engine in ("dsir-sha256", "fast-v1"):
-            rss = child_run(engine, "spec_scaled.json", 1)["peak_rss_mb"]
-            extra_docs = (SCALE - 1) * docs
-            per_doc = (rss - results[engine]["peak_rss_mb"]) * 2**20 / extra_docs
-            scaling[engine] = {"peak_rss_mb_x1": results[engine]["peak_rss_mb"], "peak_rss_mb_scaled": rss}
+            rss = {n: child_run(engine, f"spec_short_{n}.json", 1)["peak_rss_mb"] for n in SHORT_POOLS}
+            per_doc = (rss[large] - rss[small]) * 2**20 / (large - small)
+            scaling[engine] = {f"peak_rss_mb_{n}_documents": rss[n] for n in SHORT_POOLS}
             scaling[engine]["bytes_per_extra_document"] = per_doc
-            print(f"  {engine} x{SCALE}: peak RSS {rss:.0f} MB, {per_doc:.1f} bytes per extra document")
+            print(
+                f"  {engine}: peak RSS {rss[small]:.0f} MB with {small:,} short documents, "
+                f"{rss[large]:.0f} MB with {large:,}: {per_doc:.1f} bytes per extra document"
+            )
+    memory = {"short_pools": SHORT_POOLS, "words_per_document": SHORT_WORDS, **scaling}
+    if args.memory_only:
+        print(f"\nwrote {write_result('bench_dsir_memory', {'threads': 2, 'memory_scaling': memory})}")
+        return 0
     total_mb = (size["raw"] * 2 + size["target"]) / 1e6  # the raw pool is read to fit and to weigh
     ref_total = sum(results["reference"]["phases_s"].values())
     header = ("engine", "phase", "seconds", "MB/s", "x ref", "peak RSS MB", "KL red.")
@@ -212,7 +252,7 @@ def main() -> int:
             "reps": args.reps,
             "threads": 2,
             "results": results,
-            "memory_scaling": {"scale": SCALE, **scaling},
+            "memory_scaling": memory,
         },
     )
     print(f"\nwrote {path}")

@@ -190,6 +190,45 @@ def test_line_copying_writes_what_parsing_writes_and_notices_a_changed_file(corp
         assert not list((tmp_path / "again").iterdir())
 
 
+def test_copies_take_a_byte_per_document_unless_drawn_with_replacement(corpus, fitted, tmp_path):
+    # 0-or-1 selections keep uint8 copies (memory per document); the writers take uint8 and
+    # uint32 copies alike, over files and over texts in memory.
+    assert fitted.resample(40, seed=3).copies.dtype == np.uint8
+    assert fitted.resample(40, method="topk").copies.dtype == np.uint8
+    assert fitted.resample(40, legacy_numpy_seed=3).copies.dtype == np.uint8
+    assert fitted.resample(40, method="replacement").copies.dtype == np.uint32
+    copies = fitted.resample(40, seed=3).copies
+    report = fitted.report
+    paths = [str(p) for p in corpus["raw"]]
+    counts = [s.documents for s in report.sources]
+    texts = [json.loads(line)["text"] for p in corpus["raw"] for line in p.read_text().split("\n") if line]
+    for dtype in (np.uint8, np.uint32):
+        out = tmp_path / np.dtype(dtype).name
+        out.mkdir()
+        _core.write_selected_files(paths, counts, None, copies.astype(dtype), out, format="jsonl")
+        _core.write_selected_texts(texts, copies.astype(dtype), out / "texts.jsonl", format="jsonl")
+    for shard in (tmp_path / "uint8").iterdir():
+        assert shard.read_bytes() == (tmp_path / "uint32" / shard.name).read_bytes()
+    with pytest.raises(InvalidArgumentError, match="uint8 or uint32"):
+        _core.write_selected_texts(texts, copies.astype(np.int64), tmp_path / "bad.jsonl", format="jsonl")
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 16])
+def test_selection_counts_by_chunks_equal_whole_array_counts(monkeypatch, fitted, chunk):
+    from tokensieve import dsir as dsir_module
+
+    monkeypatch.setattr(dsir_module, "SELECTION_CHUNK", chunk)
+    selection = fitted.resample(40, seed=3)
+    chosen, eligible = selection.copies > 0, selection.eligible
+    for start, end in ((0, None), (5, 77), (13, 13)):
+        stop = len(chosen) if end is None else end
+        assert selection.counts(start, end) == {
+            "selected": int(chosen[start:stop].sum()),
+            "not_selected": int((eligible & ~chosen)[start:stop].sum()),
+            "too_short": int((~eligible)[start:stop].sum()),
+        }
+
+
 def test_a_rerun_over_a_killed_run_gives_the_same_output(corpus, fitted, tmp_path):
     clean = tmp_path / "clean"
     fitted.resample(40, seed=3, out=clean)
@@ -391,23 +430,48 @@ def test_chunked_documents_are_weighed_selected_and_traced_like_python_made_chun
     assert manifest["sources"][0]["chunks"] == len(chunks)
 
 
-@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
-def test_streaming_top_k_equals_a_stable_sort_ties_included(monkeypatch, chunk):
+@pytest.mark.parametrize(("chunk", "bits"), [(1, 16), (7, 2), (64, 3), (1 << 20, 16), (5, 1)])
+def test_top_k_by_histograms_equals_a_stable_sort_ties_included(monkeypatch, chunk, bits):
+    # Small chunks and few histogram bits force several narrowing passes and kept bins.
     from tokensieve import dsir as dsir_module
 
     monkeypatch.setattr(dsir_module, "SELECTION_CHUNK", chunk)
+    monkeypatch.setattr(dsir_module, "HISTOGRAM_BITS", bits)
     rng = np.random.default_rng()
-    for _ in range(50):
+    draws = [
+        lambda n: rng.integers(-3, 4, size=n).astype(np.float64),  # many ties
+        lambda n: rng.normal(size=n) * 10.0 ** rng.integers(-300, 300, size=n),  # any magnitude
+        lambda n: rng.choice([-np.inf, -0.0, 0.0, 1e-310, -1e-310, 2.5, np.inf], size=n),
+        lambda n: np.full(n, -7.25),  # one key value
+    ]
+    for trial in range(120):
         n = int(rng.integers(1, 300))
-        w = rng.integers(-3, 4, size=n).astype(np.float64)  # many ties
+        w = draws[trial % len(draws)](n)
         available = rng.random(n) < 0.8
         if not available.any():
             continue
         k = int(rng.integers(1, available.sum() + 1))
         candidates = np.flatnonzero(available)
         expected = candidates[np.argsort(-w[candidates], kind="stable")[:k]]
-        got = dsir_module._streaming_top_k(w, available, k, None)
-        assert sorted(got.tolist()) == sorted(expected.tolist())
+        marked = np.zeros(n, dtype=np.int64)
+
+        def mark(rows, marked=marked):
+            np.add.at(marked, rows, 1)
+
+        def candidates(lo, hi, available=available):
+            return lo + np.flatnonzero(available[lo:hi])
+
+        dsir_module._mark_top_k(n, k, candidates, lambda rows, w=w: w[rows], mark)
+        assert marked.max() == 1, "a row was marked twice"
+        assert np.flatnonzero(marked).tolist() == sorted(expected.tolist())
+
+
+def test_a_nan_selection_key_is_an_error():
+    from tokensieve import dsir as dsir_module
+
+    w = np.array([1.0, np.nan, 2.0])
+    with pytest.raises(InvalidArgumentError, match="NaN"):
+        dsir_module._mark_top_k(3, 1, np.arange, lambda rows: w[rows], lambda rows: None)
 
 
 def test_weights_from_the_fit_spill_equal_weights_from_the_texts(corpus):

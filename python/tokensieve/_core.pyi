@@ -150,7 +150,7 @@ def write_selected_files(
     paths: Sequence[str | PathLike[str]],
     documents_per_file: Sequence[int],
     skipped_lines: Sequence[Sequence[int]] | None,
-    copies: npt.NDArray[np.uint32],
+    copies: npt.NDArray[np.unsignedinteger],
     out_dir: str | PathLike[str],
     *,
     format: str,
@@ -159,14 +159,15 @@ def write_selected_files(
     num_threads: int | None = None,
     chunk_words: int | None = None,
 ) -> list[tuple[int, str, int]]:
-    """Writes `copies[k]` copies of the k-th document of `paths` into `out_dir` shards.
+    """Writes `copies[k]` copies of the k-th document of `paths` into `out_dir` shards
+    (`copies`: contiguous uint8 or uint32).
 
     `skipped_lines`, per file the ascending lines of its skipped records other than blank lines
     (when all are known), lets JSONL files be copied line by line without parsing."""
 
 def write_selected_texts(
     texts: object,
-    copies: npt.NDArray[np.uint32],
+    copies: npt.NDArray[np.unsignedinteger],
     path: str | PathLike[str],
     *,
     format: str,

@@ -120,18 +120,18 @@ def run_dsir(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     selection = dsir.write(selection, out, output_format=args.format)
     timings["write"] = time.perf_counter() - start
+    counts = selection.counts()
     print(
         f"  resample  {timings['resample']:7.2f} s  {selection.method}, seed {seed}, k = {selection.k:,} "
-        f"of {int(selection.eligible.sum()):,} eligible (>= {min_example_length} tokens); KL measured"
+        f"of {counts['selected'] + counts['not_selected']:,} eligible (>= {min_example_length} tokens); "
+        "KL measured"
     )
     print(f"  write     {timings['write']:7.2f} s  {len(selection.shards)} shard(s) + manifest in {out}")
     kl = selection.kl
-    chosen = selection.copies > 0
     unit = "documents" if args.chunk_words is None else f"chunks of {args.chunk_words} words"
-    not_selected = int((~chosen & selection.eligible).sum())
     print(
-        f"\n{unit}: selected {int(chosen.sum()):,} / not selected {not_selected:,} / "
-        f"too short {int((~selection.eligible).sum()):,}; records skipped {report.skipped_total:,} "
+        f"\n{unit}: selected {counts['selected']:,} / not selected {counts['not_selected']:,} / "
+        f"too short {counts['too_short']:,}; records skipped {report.skipped_total:,} "
         f"(of {report.records:,} records)"
     )
     print(
@@ -139,7 +139,7 @@ def run_dsir(args: argparse.Namespace) -> int:
         f"KL(target || selection) {kl['kl_selected']:.4f}  KL reduction {kl['kl_reduction']:+.4f}"
     )
     print(
-        f"mean log-weight: selected {weights[chosen].mean():.1f}, pool {weights.mean():.1f}; "
+        f"mean log-weight: selected {weights[selection.indices].mean():.1f}, pool {weights.mean():.1f}; "
         f"total {sum(timings.values()):.2f} s ({mb / max(sum(timings.values()), 1e-9):.1f} MB/s end to end)"
     )
     return 0
@@ -221,13 +221,13 @@ def run_classify(args: argparse.Namespace) -> int:
     selection: dict = {"mode": "scores only"}
     copies = None
     if args.threshold is not None:
-        copies = (ranked >= args.threshold).astype(np.uint32)
+        copies = (ranked >= args.threshold).view(np.uint8)
         selection = {"mode": "threshold", "threshold": args.threshold}
     elif args.top_fraction is not None:
         if not 0 < args.top_fraction <= 1:
             raise InvalidArgumentError(f"--top-fraction must be in (0, 1], got {args.top_fraction}")
         k = round(args.top_fraction * len(scores))
-        copies = np.zeros(len(scores), dtype=np.uint32)
+        copies = np.zeros(len(scores), dtype=np.uint8)
         copies[np.argsort(-ranked, kind="stable")[:k]] = 1  # ties: the earlier document
         selection = {"mode": "top_fraction", "top_fraction": args.top_fraction, "k": k}
     shards: list[tuple[int, str, int]] = []
@@ -245,7 +245,7 @@ def run_classify(args: argparse.Namespace) -> int:
             num_threads=args.num_threads,
         )
         remove_stale_shards(out_dir, (p for _, p, _ in shards))
-    chosen = copies.astype(bool) if copies is not None else np.zeros(len(scores), dtype=bool)
+    chosen = copies.view(bool) if copies is not None else np.zeros(len(scores), dtype=bool)
     sources, end = [], 0
     for s, digest in zip(report.sources, digests(), strict=True):
         begin, end = end, end + s.documents

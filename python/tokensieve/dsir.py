@@ -68,6 +68,8 @@ KL_EPSILON = 1e-10
 STATE_VERSION = 1
 #: The random stream of the ``num_tokens_to_fit`` sample (resampling uses one per target index).
 FIT_SAMPLE_STREAM = 2**32
+#: The random stream of the uniform sample that :meth:`DSIR.kl_reduction` compares with.
+KL_SAMPLE_STREAM = 2**32 + 1
 
 
 def kl_divergence(p: npt.ArrayLike, q: npt.ArrayLike) -> float:
@@ -87,13 +89,15 @@ def _normalise(counts: np.ndarray) -> np.ndarray:
 class Selection:
     """The outcome of :meth:`DSIR.resample`.
 
-    ``copies[i]`` is how many times raw document i (in raw document order) was selected: 0 or 1,
-    or more with ``method="replacement"``. ``eligible`` marks documents with at least
-    ``min_example_length`` tokens.
+    ``copies[i]`` is how many times raw document i (in raw document order) was selected: 0 or 1
+    (uint8, one byte per document), or any count with ``method="replacement"`` (uint32).
+    ``tokens`` is the token count per document (the estimator's array, not a copy): documents
+    with at least ``min_example_length`` tokens are :attr:`eligible`.
     """
 
-    copies: npt.NDArray[np.uint32]
-    eligible: npt.NDArray[np.bool_]
+    copies: npt.NDArray[np.uint8] | npt.NDArray[np.uint32]
+    tokens: npt.NDArray[np.uint32]
+    min_example_length: int
     method: str
     seed: int | None
     k: int
@@ -102,9 +106,28 @@ class Selection:
     kl: Mapping[str, float] = field(default_factory=dict)
 
     @property
+    def eligible(self) -> npt.NDArray[np.bool_]:
+        """Which documents have at least ``min_example_length`` tokens (computed on each call)."""
+        return self.tokens >= self.min_example_length
+
+    @property
     def indices(self) -> npt.NDArray[np.int64]:
         """Raw document indices of the selected documents, ascending (each once)."""
         return np.flatnonzero(self.copies)
+
+    def counts(self, start: int = 0, end: int | None = None) -> dict[str, int]:
+        """How many documents of rows ``start:end`` (all by default) are ``selected``,
+        ``not_selected`` (eligible but not chosen) and ``too_short``, counted a chunk at a
+        time (no temporary array as long as the corpus)."""
+        end = len(self.copies) if end is None else end
+        counts = {"selected": 0, "not_selected": 0, "too_short": 0}
+        for lo in range(start, end, SELECTION_CHUNK):
+            hi = min(lo + SELECTION_CHUNK, end)
+            chosen, eligible = self.copies[lo:hi] > 0, self.tokens[lo:hi] >= self.min_example_length
+            counts["selected"] += int(np.count_nonzero(chosen))
+            counts["not_selected"] += int(np.count_nonzero(eligible & ~chosen))
+            counts["too_short"] += hi - lo - int(np.count_nonzero(eligible))
+        return counts
 
 
 class DSIR:
@@ -225,7 +248,7 @@ class DSIR:
         features = np.zeros_like(lengths)
         for i in range(n):  # a document of t tokens has max(t - i, 0) (i+1)-grams
             features += np.maximum(lengths - i, 0)
-        order = np.argsort(_document_uniforms(report, self.fit_seed, FIT_SAMPLE_STREAM), kind="stable")
+        order = np.argsort(_document_uniforms(report, self.fit_seed, FIT_SAMPLE_STREAM)(None), kind="stable")
         reached = np.cumsum(features[order]) >= budget
         stop = int(np.argmax(reached)) + 1 if reached.any() else len(order)
         include = np.zeros(len(tokens), dtype=bool)
@@ -389,15 +412,16 @@ class DSIR:
         eligible = self.tokens >= self.min_example_length
         quotas = self.target_quotas(int(eligible.sum()), k, fraction=fraction, clamp=clamp)
         k = sum(quotas)
+        copies: npt.NDArray[np.uint8] | npt.NDArray[np.uint32]
         if legacy_numpy_seed is not None:
             copies = self._select_legacy(weights, eligible, quotas, legacy_numpy_seed, legacy_num_proc)
             used_seed: int | None = legacy_numpy_seed
         else:
             copies = self._select(weights, eligible, quotas, seed, method)
             used_seed = seed
-        selection = Selection(
-            copies, eligible, "legacy-gumbel" if legacy_numpy_seed is not None else method, used_seed, k
-        )
+        del eligible  # Selection.eligible recomputes it: no byte per document kept for it
+        method_name = "legacy-gumbel" if legacy_numpy_seed is not None else method
+        selection = Selection(copies, self.tokens, self.min_example_length, method_name, used_seed, k)
         if kl:
             selection = replace(selection, kl=self.kl_reduction(selection, seed=seed))
         if out is not None:
@@ -439,30 +463,36 @@ class DSIR:
 
     def _select(
         self, weights: np.ndarray, eligible: np.ndarray, quotas: list[int], seed: int, method: Method
-    ) -> npt.NDArray[np.uint32]:
+    ) -> npt.NDArray[np.uint8] | npt.NDArray[np.uint32]:
         if method not in ("gumbel", "topk", "replacement"):
             raise InvalidArgumentError(f'method must be "gumbel", "topk" or "replacement", got {method!r}')
-        copies = np.zeros(len(eligible), dtype=np.uint32)
-        # With one target nothing is taken away between quotas: no copy of the mask is needed.
-        available = eligible.copy() if len(quotas) > 1 else eligible
+        copies = np.zeros(len(eligible), dtype=np.uint32 if method == "replacement" else np.uint8)
+        left = int(np.count_nonzero(eligible))
         for t, quota in enumerate(quotas):
             if quota == 0:
                 continue
-            left = int(np.count_nonzero(available))
             if quota > left:
                 raise InvalidArgumentError(f"target {t} needs {quota} documents, only {left} are left")
             if method == "replacement":
-                self._draw_with_replacement(weights[:, t], available, quota, [seed, t], copies)
+                self._draw_with_replacement(weights[:, t], eligible, quota, [seed, t], copies)
                 continue
-            noise = (
-                (lambda rows, t=t: _gumbel(_document_uniforms(self.report, seed, t, rows)))
-                if (method == "gumbel")
-                else None
-            )
-            chosen = _streaming_top_k(weights[:, t], available, quota, noise)
-            copies[chosen] = 1
-            if available is not eligible:
-                available[chosen] = False
+
+            uniforms = _document_uniforms(self.report, seed, t)
+
+            def key(rows: np.ndarray, t: int = t, uniforms: Callable = uniforms) -> np.ndarray:
+                if method == "topk":
+                    return weights[rows, t]
+                return weights[rows, t] + _gumbel(uniforms(rows))
+
+            def available(lo: int, hi: int) -> np.ndarray:
+                # Documents chosen for an earlier target are not available to this one.
+                return lo + np.flatnonzero(eligible[lo:hi] & (copies[lo:hi] == 0))
+
+            def mark(rows: np.ndarray) -> None:
+                copies[rows] = 1
+
+            _mark_top_k(len(eligible), quota, available, key, mark)
+            left -= quota
         return copies
 
     def _draw_with_replacement(
@@ -486,7 +516,7 @@ class DSIR:
         quotas: list[int],
         numpy_seed: int,
         num_proc: int | None,
-    ) -> npt.NDArray[np.uint32]:
+    ) -> npt.NDArray[np.uint8]:
         """``np.random.seed(s)`` + the reference's Gumbel noise and ``argpartition``, in the
         reference's concatenated virtual-shard order."""
         order = self._legacy_order(num_proc)
@@ -504,7 +534,7 @@ class DSIR:
                 picked = candidates[np.argpartition(-values, quota)[:quota]]
             chosen_mask[order[picked]] = True
             available[picked] = False
-        return chosen_mask.astype(np.uint32)
+        return chosen_mask.view(np.uint8)
 
     def _legacy_order(self, num_proc: int | None) -> np.ndarray:
         """Document indices in ``data-selection``'s shard order: each file is split into
@@ -523,19 +553,37 @@ class DSIR:
     def kl_reduction(self, selection: Selection, *, seed: int = 0) -> dict[str, float]:
         """KL(target || random sample of the pool) - KL(target || selection), in the hashed
         feature space (the DSIR paper's metric). The random sample has as many documents as
-        the selection, drawn uniformly from all raw documents with ``seed``. With several
-        targets the target is their mixture by ``target_proportions``."""
+        the selection, drawn uniformly from all raw documents with ``seed`` (keyed by the
+        documents' identities, as the Gumbel noise is). With several targets the target is their
+        mixture by ``target_proportions``."""
         _, target = self._fitted()
         target_dist = self.target_proportions @ _normalise(target.astype(np.float64))
         n = len(selection.copies)
         size = int(np.count_nonzero(selection.copies))
-        random_pick = np.zeros(n, dtype=bool)
-        random_pick[np.random.Generator(np.random.PCG64(seed)).choice(n, size=size, replace=False)] = True
-        kl_random = kl_divergence(target_dist, self._sum_counts(self.raw, random_pick, "kl random")[0])
-        kl_selected = kl_divergence(
-            target_dist, self._sum_counts(self.raw, selection.copies > 0, "kl selection")[0]
-        )
+        random_sample = self._uniform_sample(n, size, seed)
+        kl_random = kl_divergence(target_dist, self._sum_counts(self.raw, random_sample, "kl random")[0])
+        del random_sample
+        copies = selection.copies
+        # Copies of a selection without replacement are 0 or 1: their bytes are the mask.
+        without_replacement = copies.dtype == np.uint8 and copies.max(initial=0) <= 1
+        selected = copies.view(bool) if without_replacement else copies > 0
+        kl_selected = kl_divergence(target_dist, self._sum_counts(self.raw, selected, "kl selection")[0])
         return {"kl_random": kl_random, "kl_selected": kl_selected, "kl_reduction": kl_random - kl_selected}
+
+    def _uniform_sample(self, n: int, size: int, seed: int) -> npt.NDArray[np.bool_]:
+        """A mask of ``size`` of the ``n`` raw documents drawn uniformly without replacement,
+        keyed by the documents' identities (as the Gumbel noise is)."""
+        sample = np.zeros(n, dtype=bool)
+
+        def every_row(lo: int, hi: int) -> np.ndarray:
+            return np.arange(lo, hi, dtype=np.int64)
+
+        def mark(rows: np.ndarray) -> None:
+            sample[rows] = True
+
+        if size > 0:
+            _mark_top_k(n, size, every_row, _document_uniforms(self.report, seed, KL_SAMPLE_STREAM), mark)
+        return sample
 
     # -- output ------------------------------------------------------------------------------
 
@@ -558,7 +606,9 @@ class DSIR:
         )
         start = time.perf_counter()
         report = self.report
-        copies = np.ascontiguousarray(selection.copies, dtype=np.uint32)
+        copies = selection.copies
+        if not (copies.dtype in (np.uint8, np.uint32) and copies.flags.c_contiguous):
+            copies = np.ascontiguousarray(copies, dtype=np.uint32)  # e.g. a Selection built by hand
         pending_digests = None
         if is_file_source(self.raw):
             paths = corpus_files(self.raw)
@@ -603,13 +653,11 @@ class DSIR:
         write_seconds: float,
     ) -> dict:
         report = self.report
-        selected = selection.copies > 0
         sources = []
         end = 0
         for s, digest in zip(report.sources, digests, strict=True):
             # A source's documents are one run of rows: slices, not per-row source indices.
             start, end = end, end + _units(s)
-            chosen, eligible = selected[start:end], selection.eligible[start:end]
             sources.append(
                 {
                     "name": s.name,
@@ -618,9 +666,7 @@ class DSIR:
                     "records": s.records,
                     "documents": s.documents,
                     "chunks": s.chunks,
-                    "selected": int(np.count_nonzero(chosen)),
-                    "not_selected": int(np.count_nonzero(eligible & ~chosen)),
-                    "too_short": len(eligible) - int(np.count_nonzero(eligible)),
+                    **selection.counts(start, end),
                     "skipped": s.records - s.documents,
                 }
             )
@@ -782,13 +828,19 @@ def _source_positions(
 
 
 def _document_uniforms(
-    report: ReadReport, seed: int, stream: int, rows: np.ndarray | None = None
-) -> np.ndarray:
-    """A uniform number in (0, 1) per document of a read (or per document of ``rows``), a
-    function of ``(seed, stream, source identity, position in the source)`` only: thread count,
-    the order of sources and where the corpus lies do not matter."""
-    names, source_of, position = _source_positions(report, rows)
-    return _keyed_uniforms(_source_keys(names)[source_of], position, seed, stream)
+    report: ReadReport, seed: int, stream: int
+) -> Callable[[np.ndarray | None], np.ndarray]:
+    """A function giving a uniform number in (0, 1) per document of a read (or per document of
+    the rows it is given), a function of ``(seed, stream, source identity, position in the
+    source)`` only: thread count, the order of sources and where the corpus lies do not
+    matter. (The sources' keys are computed once, not on every call.)"""
+    source_keys = _source_keys([src.name for src in report.sources])
+
+    def uniforms(rows: np.ndarray | None = None) -> np.ndarray:
+        _, source_of, position = _source_positions(report, rows)
+        return _keyed_uniforms(source_keys[source_of], position, seed, stream)
+
+    return uniforms
 
 
 def _keyed_uniforms(source_keys: np.ndarray, position: np.ndarray, seed: int, stream: int) -> np.ndarray:
@@ -826,45 +878,76 @@ def gumbel_noise(
 
 #: Documents whose selection keys are computed at a time (bounds the memory of a selection).
 SELECTION_CHUNK = 1 << 16
+#: A selection narrows the keys down by histograms of this many bits (65,536 bins).
+HISTOGRAM_BITS = 16
 
 
-def _streaming_top_k(
-    w: np.ndarray,
-    available: np.ndarray,
+def _mark_top_k(
+    n: int,
     k: int,
-    noise: Callable[[np.ndarray], np.ndarray] | None,
-) -> np.ndarray:
-    """The rows of the ``k`` largest keys ``w[row] + noise(rows)`` among ``available`` rows, ties
-    going to the earlier row, computed a chunk of rows at a time: memory O(k + chunk), not
-    O(documents). Candidates gather until there are twice ``k``, then the best ``k`` are kept,
-    and their smallest key bars later rows (which lose ties) from entering."""
-    keys: list[np.ndarray] = []
-    rows: list[np.ndarray] = []
-    gathered, bar = 0, -np.inf
-    for start in range(0, len(w), SELECTION_CHUNK):
-        chunk_rows = start + np.flatnonzero(available[start : start + SELECTION_CHUNK])
-        chunk_keys = w[chunk_rows] if noise is None else w[chunk_rows] + noise(chunk_rows)
-        if bar > -np.inf:
-            better = chunk_keys > bar
-            chunk_rows, chunk_keys = chunk_rows[better], chunk_keys[better]
-        keys.append(chunk_keys)
-        rows.append(chunk_rows)
-        gathered += len(chunk_rows)
-        if gathered >= 2 * k:
-            best_keys, best_rows = _best_k(np.concatenate(keys), np.concatenate(rows), k)
-            keys, rows, gathered, bar = [best_keys], [best_rows], k, best_keys.min()
-    return _best_k(np.concatenate(keys), np.concatenate(rows), k)[1]
+    candidates: Callable[[int, int], np.ndarray],
+    key: Callable[[np.ndarray], np.ndarray],
+    mark: Callable[[np.ndarray], None],
+) -> None:
+    """Calls ``mark(rows)`` for the ``k`` rows with the largest ``key(rows)`` among the
+    ``candidates(lo, hi)`` of each chunk ``lo:hi`` of rows ``0:n`` (ties to the earlier row),
+    ``key`` a pure function of the rows. Memory is O(chunk): not O(n), nor O(k) (a
+    selection of a large fraction of a corpus must not cost memory per document). Instead
+    the keys are computed again on each pass over the chunks: passes that histogram the keys
+    of the band that holds the k-th largest key (at first all keys, by their leading bits),
+    until its bin is small enough to keep (or holds one key value), then a pass that marks
+    every key above that bin and settles the bin itself."""
+
+    def passes() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for lo in range(0, n, SELECTION_CHUNK):
+            rows = candidates(lo, min(lo + SELECTION_CHUNK, n))
+            yield rows, _ordered_bits(key(rows))
+
+    # The band [low, high] of key bits holds the k-th largest key; keys above it are chosen.
+    # (Python ints: the arithmetic on the bounds must not wrap around.)
+    low, high = 0, 2**64 - 1
+    while True:
+        shift = max(0, (high - low).bit_length() - HISTOGRAM_BITS)
+        histogram = np.zeros(1 << HISTOGRAM_BITS, dtype=np.int64)
+        above = 0
+        for _, bits in passes():
+            above += int(np.count_nonzero(bits > np.uint64(high)))
+            band = bits[(bits >= np.uint64(low)) & (bits <= np.uint64(high))]
+            histogram += np.bincount((band - np.uint64(low)) >> np.uint64(shift), minlength=len(histogram))
+        # The bin of the k-th largest key, and how many of its keys are chosen (the best ones).
+        from_top = np.cumsum(histogram[::-1])[::-1]
+        wanted = k - above
+        kth_bin = int(np.flatnonzero(from_top >= wanted)[-1])
+        take = wanted - (int(from_top[kth_bin + 1]) if kth_bin + 1 < len(histogram) else 0)
+        bin_low = low + (kth_bin << shift)
+        bin_high = min(high, bin_low + (1 << shift) - 1)
+        if shift == 0 or histogram[kth_bin] <= SELECTION_CHUNK:
+            break
+        low, high = bin_low, bin_high
+    kept_bits, kept_rows = [], []
+    for rows, bits in passes():
+        mark(rows[bits > np.uint64(bin_high)])
+        in_bin = (bits >= np.uint64(bin_low)) & (bits <= np.uint64(bin_high))
+        if shift == 0:  # one key value: the earliest rows win
+            tied = rows[in_bin][:take]
+            take -= len(tied)
+            mark(tied)
+        else:
+            kept_bits.append(bits[in_bin])
+            kept_rows.append(rows[in_bin])
+    if shift > 0:
+        bits, rows = np.concatenate(kept_bits), np.concatenate(kept_rows)
+        mark(rows[np.lexsort((rows, ~bits))[:take]])
 
 
-def _best_k(keys: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` largest ``keys`` and their ``rows`` (all if fewer), ties to the smaller row."""
-    if len(keys) <= k:
-        return keys, rows
-    kth = np.partition(keys, len(keys) - k)[len(keys) - k]
-    keep = keys > kth
-    tied = np.flatnonzero(keys == kth)
-    keep[tied[np.argsort(rows[tied], kind="stable")[: k - int(np.count_nonzero(keep))]]] = True
-    return keys[keep], rows[keep]
+def _ordered_bits(keys: np.ndarray) -> np.ndarray:
+    """float64 keys as uint64 in the same order (equal keys, -0.0 and 0.0 included, equal)."""
+    keys = np.asarray(keys, dtype=np.float64)
+    if np.isnan(keys).any():
+        raise InvalidArgumentError("a selection key is NaN (is a weight NaN?)")
+    bits = (keys + 0.0).view(np.uint64)  # + 0.0 turns -0.0 into 0.0
+    negative = bits >> np.uint64(63) == 1
+    return np.where(negative, ~bits, bits | np.uint64(1 << 63))
 
 
 def _units(source: SourceReport) -> int:

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use tokensieve_core::Error;
 use tokensieve_core::dsir::{DocumentScores, ImportanceModel as CoreModel};
-use tokensieve_core::io::{self as core_io, OutputFormat, ReadReport, ScoredFile, ShardWriter, read_files};
+use tokensieve_core::io::{self as core_io, Copies, OutputFormat, ReadReport, ScoredFile, ShardWriter, read_files};
 
 use crate::convert::{HeldTexts, collect_documents, report_to_py, units};
 use crate::errors::CoreError;
@@ -123,10 +123,30 @@ impl ImportanceModel {
     }
 }
 
-fn copies_slice<'a>(copies: &'a PyReadonlyArray1<'_, u32>) -> PyResult<&'a [u32]> {
-    Ok(copies
-        .as_slice()
-        .map_err(|e| CoreError(Error::invalid(format!("copies must be a contiguous uint32 array: {e}"))))?)
+/// A contiguous uint8 or uint32 numpy array of copies per document, borrowed.
+enum HeldCopies<'py> {
+    U8(PyReadonlyArray1<'py, u8>),
+    U32(PyReadonlyArray1<'py, u32>),
+}
+
+impl<'py> HeldCopies<'py> {
+    fn hold(copies: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if let Ok(array) = copies.extract::<PyReadonlyArray1<'py, u8>>() {
+            return Ok(HeldCopies::U8(array));
+        }
+        match copies.extract::<PyReadonlyArray1<'py, u32>>() {
+            Ok(array) => Ok(HeldCopies::U32(array)),
+            Err(_) => Err(CoreError(Error::invalid("copies must be a 1-d uint8 or uint32 array")).into()),
+        }
+    }
+
+    fn copies(&self) -> PyResult<Copies<'_>> {
+        let not_contiguous = |e| CoreError(Error::invalid(format!("copies must be a contiguous array: {e}")));
+        Ok(match self {
+            HeldCopies::U8(array) => Copies::U8(array.as_slice().map_err(not_contiguous)?),
+            HeldCopies::U32(array) => Copies::U32(array.as_slice().map_err(not_contiguous)?),
+        })
+    }
 }
 
 /// Writes `copies[k]` copies of the k-th document of `paths` into `out_dir/part-NNNNN.<format>`
@@ -139,7 +159,7 @@ pub fn write_selected_files(
     paths: Vec<PathBuf>,
     documents_per_file: Vec<u64>,
     skipped_lines: Option<Vec<Vec<u64>>>,
-    copies: PyReadonlyArray1<'_, u32>,
+    copies: &Bound<'_, PyAny>,
     out_dir: PathBuf,
     format: &str,
     text_field: &str,
@@ -150,7 +170,8 @@ pub fn write_selected_files(
     let options = read_options(text_field, on_error, chunk_words)?;
     let format = OutputFormat::from_name(format).map_err(CoreError)?;
     let pool = thread_pool(num_threads)?;
-    let copies = copies_slice(&copies)?;
+    let held_copies = HeldCopies::hold(copies)?;
+    let copies = held_copies.copies()?;
     if paths.len() != documents_per_file.len() || skipped_lines.as_ref().is_some_and(|s| s.len() != paths.len()) {
         return Err(CoreError(Error::invalid("paths, documents_per_file and skipped_lines differ in length")).into());
     }
@@ -175,7 +196,7 @@ pub fn write_selected_files(
 #[pyo3(signature = (texts, copies, path, *, format, text_field="text", on_error="skip", chunk_words=None))]
 pub fn write_selected_texts<'py>(
     texts: &Bound<'py, PyAny>,
-    copies: PyReadonlyArray1<'py, u32>,
+    copies: &Bound<'py, PyAny>,
     path: PathBuf,
     format: &str,
     text_field: &str,
@@ -187,13 +208,15 @@ pub fn write_selected_texts<'py>(
     let held = HeldTexts::hold(texts)?;
     let (mut report, docs) = collect_documents(&held, on_error)?;
     let docs = units(&docs, chunk_words, &mut report)?;
-    let copies = copies_slice(&copies)?;
+    let held_copies = HeldCopies::hold(copies)?;
+    let copies = held_copies.copies()?;
     if copies.len() != docs.len() {
         let detail = format!("{} copies for {} documents", copies.len(), docs.len());
         return Err(CoreError(Error::invalid(detail)).into());
     }
     let mut writer = ShardWriter::create(&path, format, text_field, held.label()).map_err(CoreError)?;
-    for (doc, &n) in docs.iter().zip(copies) {
+    for (index, doc) in docs.iter().enumerate() {
+        let n = copies.get(index);
         if n > 0 {
             writer.write(doc, n).map_err(CoreError)?;
         }

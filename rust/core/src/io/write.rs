@@ -234,6 +234,52 @@ pub struct ScoredFile {
     pub skipped_lines: Option<Vec<u64>>,
 }
 
+/// How many times each document is written, one entry per document: a byte each where no
+/// document is written more than 255 times (a selection without replacement, whose copies are
+/// 0 or 1, costs one byte per document instead of four).
+#[derive(Clone, Copy, Debug)]
+pub enum Copies<'a> {
+    U8(&'a [u8]),
+    U32(&'a [u32]),
+}
+
+impl<'a> Copies<'a> {
+    pub fn len(&self) -> usize {
+        match self {
+            Copies::U8(c) => c.len(),
+            Copies::U32(c) => c.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The copies of document `index`; 0 past the end.
+    pub fn get(&self, index: usize) -> u32 {
+        match self {
+            Copies::U8(c) => c.get(index).map_or(0, |&n| u32::from(n)),
+            Copies::U32(c) => c.get(index).copied().unwrap_or(0),
+        }
+    }
+
+    /// The entries of documents `range`.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Copies<'a> {
+        match self {
+            Copies::U8(c) => Copies::U8(&c[range]),
+            Copies::U32(c) => Copies::U32(&c[range]),
+        }
+    }
+
+    /// Whether no document is written at all.
+    pub fn none_written(&self) -> bool {
+        match self {
+            Copies::U8(c) => c.iter().all(|&n| n == 0),
+            Copies::U32(c) => c.iter().all(|&n| n == 0),
+        }
+    }
+}
+
 /// Writes `copies[k]` copies of the k-th document of `files` (documents numbered in read order,
 /// as a read with the same `options` numbers them) to one shard per input file that has any,
 /// `out_dir/part-NNNNN.<ext>` with NNNNN the file's position. A file that now yields another
@@ -241,7 +287,7 @@ pub struct ScoredFile {
 /// Returns `(file index, shard path, documents written)` per shard.
 pub fn write_selected_files(
     files: &[ScoredFile],
-    copies: &[u32],
+    copies: Copies<'_>,
     options: &ReadOptions,
     pool: &rayon::ThreadPool,
     out_dir: &Path,
@@ -253,9 +299,9 @@ pub fn write_selected_files(
     let mut shards = Vec::new();
     let mut first = 0usize;
     for (index, file) in files.iter().enumerate() {
-        let file_copies = &copies[first..first + file.documents as usize];
+        let file_copies = copies.slice(first..first + file.documents as usize);
         first += file.documents as usize;
-        if file_copies.iter().all(|&c| c == 0) {
+        if file_copies.none_written() {
             continue;
         }
         let shard = out_dir.join(format!("part-{index:05}.{}", format.extension()));
@@ -274,7 +320,7 @@ pub fn write_selected_files(
 /// full read.
 fn copy_selected(
     file: &ScoredFile,
-    copies: &[u32],
+    copies: Copies<'_>,
     options: &ReadOptions,
     pool: &rayon::ThreadPool,
     writer: &mut ShardWriter,
@@ -282,7 +328,7 @@ fn copy_selected(
     let mut seen = 0usize;
     let mut take = || {
         seen += 1;
-        copies.get(seen - 1).copied().unwrap_or(0)
+        copies.get(seen - 1)
     };
     let input_format = sniff_format(&file.path)?;
     let whole_records = options.chunk_words.is_none();
@@ -331,4 +377,22 @@ fn copy_selected(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Copies;
+
+    #[test]
+    fn byte_and_word_copies_read_alike() {
+        let bytes = [0u8, 1, 0, 255];
+        let words = [0u32, 1, 0, 255];
+        for copies in [Copies::U8(&bytes), Copies::U32(&words)] {
+            assert_eq!((0..5).map(|i| copies.get(i)).collect::<Vec<_>>(), [0, 1, 0, 255, 0]);
+            assert_eq!(copies.len(), 4);
+            assert!(copies.slice(0..1).none_written() && copies.slice(2..3).none_written());
+            assert!(!copies.slice(1..3).none_written());
+            assert_eq!(copies.slice(3..4).get(0), 255);
+        }
+    }
 }

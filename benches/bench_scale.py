@@ -22,8 +22,10 @@ per extra document (``*_us_per_doc``) and the fixed time (``*_fixed_s``, start-u
 ``--repeat K``, "all" is the pool K times over: a longer lever against the fixed costs), and
 the integration's overhead per document is Ray's time per document against the in-process
 one on as many threads as the cluster has workers (1 worker against 1 thread, 2 against 2).
-``batched_2_threads`` is the Arrow plumbing alone: ``fn(table)`` on batches of 4,096 rows in
-this process. Medians of ``--reps`` runs after a warm-up; no other load should run meanwhile.
+``batched_2_threads`` is the Arrow plumbing alone: ``fn(table)`` on batches of ``BATCH_ROWS``
+(16,384) rows in this process. The Ray runs return the scores only (``keep_columns=[]``), as
+the in-process call does; ``ray_2_workers_keep_text`` also carries the text through. Medians
+of ``--reps`` runs after a warm-up; no other load should run meanwhile.
 
 Usage: python benches/bench_scale.py [--reps 3] [--limit DOCS] [--repeat K]
 """
@@ -46,7 +48,7 @@ from tokensieve.integrations import ray as tsray
 from tokensieve.integrations.batch import BatchFunction, DSIRWeights, FastTextScores
 from tokensieve.io import Files
 
-BATCH = 4096
+BATCH = tsray.BATCH_ROWS
 
 
 def texts_of(ds: ray.data.Dataset) -> pa.ChunkedArray:
@@ -61,15 +63,21 @@ def in_process(fn: BatchFunction, texts: pa.ChunkedArray, threads: int, reps: in
 
 
 def batched_call(fn: BatchFunction, texts: pa.ChunkedArray, threads: int, reps: int) -> float:
-    """fn(table) a batch of 4,096 rows at a time, in this process: the Arrow plumbing included."""
+    """fn(table) a batch of BATCH rows at a time, in this process: the Arrow plumbing included."""
     fn.num_threads = threads
     batches = pa.table({"text": texts}).to_batches(BATCH)
     return median(timed(lambda: [fn(b) for b in batches], reps))
 
 
-def on_ray(ds: ray.data.Dataset, fn: BatchFunction, actors: int, reps: int) -> float:
-    """apply() on ``actors`` actors of 1 CPU each, the whole job (actor start-up included)."""
-    return median(timed(lambda: tsray.apply(ds, fn, actors=actors, batch_size=BATCH).materialize(), reps))
+def on_ray(ds: ray.data.Dataset, fn: BatchFunction, actors: int, reps: int, keep_text: bool = False) -> float:
+    """apply() on ``actors`` actors of 1 CPU each, the whole job (actor start-up included). The
+    output holds the scores only, as the in-process call returns them, unless ``keep_text``."""
+    keep = None if keep_text else []
+
+    def job() -> ray.data.Dataset:
+        return tsray.apply(ds, fn, actors=actors, batch_size=BATCH, keep_columns=keep).materialize()
+
+    return median(timed(job, reps))
 
 
 def marginal(small: float, large: float, n_small: int, n_large: int) -> tuple[float, float]:
@@ -139,6 +147,7 @@ def main() -> None:
             "batched_2_threads": lambda fn, t, d: batched_call(fn, t, 2, args.reps),
             "ray_1_worker": lambda fn, t, d: on_ray(d, fn, 1, args.reps),
             "ray_2_workers": lambda fn, t, d: on_ray(d, fn, 2, args.reps),
+            "ray_2_workers_keep_text": lambda fn, t, d: on_ray(d, fn, 2, args.reps, keep_text=True),
         }
         for name, fn in stages.items():
             row: dict[str, float] = {}

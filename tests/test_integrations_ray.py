@@ -141,6 +141,11 @@ def test_weights_on_actors_equal_the_single_machine_weights(raw_ds, single):
     np.testing.assert_array_equal(ours, single.weights())
     assert [documents[i]["dsir_tokens"] for i in ids] == single.tokens.tolist()
     assert all(r["dsir_log_weight"] is None for r in table.to_pylist() if r["skipped"])
+    # Only the identity kept beside the weights: the same numbers, no text column.
+    slim = to_arrow(tsray.apply(raw_ds, DSIRWeights(single), actors=2, keep_columns=["source", "position"]))
+    assert slim.column_names == ["source", "position", "dsir_log_weight", "dsir_tokens"]
+    slim_rows = {(r["source"], r["position"]): r for r in slim.to_pylist() if r["position"] is not None}
+    np.testing.assert_array_equal([slim_rows[i]["dsir_log_weight"] for i in ids], single.weights())
 
 
 def test_gumbel_selection_equals_the_single_machine_one(raw_ds, fitted, single, tmp_path):
@@ -221,5 +226,7 @@ def test_bad_arguments_raise_typed_errors(raw_ds, fitted, tmp_path):
         tsray.select_dsir(raw_ds, fitted, 10, method="replacement")
     with pytest.raises(InvalidArgumentError, match="batch_size"):
         tsray.apply(raw_ds, DSIRWeights(fitted), batch_size=0)
+    with pytest.raises(InvalidArgumentError, match="no column 'id' to keep"):
+        DSIRWeights(fitted).with_columns(to_arrow(raw_ds.limit(3)), keep_columns=["id"])
     with pytest.raises(InvalidArgumentError, match="'position'"):  # a materialised dataset's schema is known
         tsray.select_dsir(raw_ds.drop_columns(["position"]), fitted, 10)

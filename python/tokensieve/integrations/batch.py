@@ -101,14 +101,7 @@ class BatchFunction(ABC):
 
     def __call__(self, batch: pa.Table | pa.RecordBatch | Mapping[str, Any]) -> Any:
         if isinstance(batch, (pa.Table, pa.RecordBatch)):
-            table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
-            computed = self.compute(_text_column(table.column_names, self.text_column, table))
-            for name, values in computed.columns.items():
-                index = table.schema.get_field_index(name)
-                table = (
-                    table.append_column(name, values) if index < 0 else table.set_column(index, name, values)
-                )
-            return table
+            return self.with_columns(batch)
         if isinstance(batch, Mapping):
             texts = _text_column(list(batch.keys()), self.text_column, batch)
             computed = self.compute(list(texts))
@@ -116,6 +109,24 @@ class BatchFunction(ABC):
         raise InvalidArgumentError(
             f"a batch is a pyarrow.Table, RecordBatch or a dict of lists, not {type(batch).__name__}"
         )
+
+    def with_columns(
+        self, batch: pa.Table | pa.RecordBatch, keep_columns: Sequence[str] | None = None
+    ) -> pa.Table:
+        """``batch`` with this function's columns added (replacing columns of the same name);
+        of its own columns, only ``keep_columns`` when given."""
+        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+        computed = self.compute(_text_column(table.column_names, self.text_column, table))
+        if keep_columns is not None:
+            missing = [name for name in keep_columns if name not in table.column_names]
+            if missing:
+                detail = f"columns: {', '.join(table.column_names)}"
+                raise InvalidArgumentError(f"no column {missing[0]!r} to keep ({detail})")
+            table = table.select(list(keep_columns))
+        for name, values in computed.columns.items():
+            index = table.schema.get_field_index(name)
+            table = table.append_column(name, values) if index < 0 else table.set_column(index, name, values)
+        return table
 
 
 class NgramFeatures(BatchFunction):

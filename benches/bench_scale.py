@@ -25,7 +25,8 @@ one on as many threads as the cluster has workers (1 worker against 1 thread, 2 
 ``batched_2_threads`` is the Arrow plumbing alone: ``fn(table)`` on batches of ``BATCH_ROWS``
 (16,384) rows in this process. The Ray runs return the scores only (``keep_columns=[]``), as
 the in-process call does; ``ray_2_workers_keep_text`` also carries the text through. Medians
-of ``--reps`` runs after a warm-up; no other load should run meanwhile.
+of ``--reps`` rounds after a warm-up round, each round running every configuration once
+(interleaved, so that the machine's drift falls on all alike); no other load should run meanwhile.
 
 Usage: python benches/bench_scale.py [--reps 3] [--limit DOCS] [--repeat K]
 """
@@ -56,28 +57,23 @@ def texts_of(ds: ray.data.Dataset) -> pa.ChunkedArray:
     return table.filter(table["skipped"].is_null())["text"]
 
 
-def in_process(fn: BatchFunction, texts: pa.ChunkedArray, threads: int, reps: int) -> float:
+def in_process(fn: BatchFunction, texts: pa.ChunkedArray, threads: int) -> None:
     """One compiled call per 10,000 texts (BatchFunction.compute), in this process."""
     fn.num_threads = threads
-    return median(timed(lambda: fn.compute(texts), reps))
+    fn.compute(texts)
 
 
-def batched_call(fn: BatchFunction, texts: pa.ChunkedArray, threads: int, reps: int) -> float:
+def batched_call(fn: BatchFunction, texts: pa.ChunkedArray, threads: int) -> None:
     """fn(table) a batch of BATCH rows at a time, in this process: the Arrow plumbing included."""
     fn.num_threads = threads
-    batches = pa.table({"text": texts}).to_batches(BATCH)
-    return median(timed(lambda: [fn(b) for b in batches], reps))
+    for batch in pa.table({"text": texts}).to_batches(BATCH):
+        fn(batch)
 
 
-def on_ray(ds: ray.data.Dataset, fn: BatchFunction, actors: int, reps: int, keep_text: bool = False) -> float:
+def on_ray(ds: ray.data.Dataset, fn: BatchFunction, actors: int, keep_text: bool = False) -> None:
     """apply() on ``actors`` actors of 1 CPU each, the whole job (actor start-up included). The
     output holds the scores only, as the in-process call returns them, unless ``keep_text``."""
-    keep = None if keep_text else []
-
-    def job() -> ray.data.Dataset:
-        return tsray.apply(ds, fn, actors=actors, batch_size=BATCH, keep_columns=keep).materialize()
-
-    return median(timed(job, reps))
+    tsray.apply(ds, fn, actors=actors, batch_size=BATCH, keep_columns=None if keep_text else []).materialize()
 
 
 def marginal(small: float, large: float, n_small: int, n_large: int) -> tuple[float, float]:
@@ -142,18 +138,26 @@ def main() -> None:
         many_ds = text_ds.union(*[text_ds] * (args.repeat - 1)).materialize() if args.repeat > 1 else text_ds
         sizes = {"quarter": (texts[:quarter], text_ds.limit(quarter).materialize()), "all": (many, many_ds)}
         runs = {
-            "in_process_1_thread": lambda fn, t, d: in_process(fn, t, 1, args.reps),
-            "in_process_2_threads": lambda fn, t, d: in_process(fn, t, 2, args.reps),
-            "batched_2_threads": lambda fn, t, d: batched_call(fn, t, 2, args.reps),
-            "ray_1_worker": lambda fn, t, d: on_ray(d, fn, 1, args.reps),
-            "ray_2_workers": lambda fn, t, d: on_ray(d, fn, 2, args.reps),
-            "ray_2_workers_keep_text": lambda fn, t, d: on_ray(d, fn, 2, args.reps, keep_text=True),
+            "in_process_1_thread": lambda fn, t, d: in_process(fn, t, 1),
+            "in_process_2_threads": lambda fn, t, d: in_process(fn, t, 2),
+            "batched_2_threads": lambda fn, t, d: batched_call(fn, t, 2),
+            "ray_1_worker": lambda fn, t, d: on_ray(d, fn, 1),
+            "ray_2_workers": lambda fn, t, d: on_ray(d, fn, 2),
+            "ray_2_workers_keep_text": lambda fn, t, d: on_ray(d, fn, 2, keep_text=True),
         }
         for name, fn in stages.items():
-            row: dict[str, float] = {}
-            for run, measure in runs.items():
-                for size, (size_texts, size_ds) in sizes.items():
-                    row[f"{run}_{size}_s"] = measure(fn, size_texts, size_ds)
+            # Every configuration once per repetition, interleaved, so that the VM's drift over
+            # minutes falls on all of them alike (after one untimed warm-up round).
+            times: dict[tuple[str, str], list[float]] = {(run, size): [] for run in runs for size in sizes}
+            for rep in range(args.reps + 1):
+                for (run, size), measured in times.items():
+                    size_texts, size_ds = sizes[size]
+                    start = time.perf_counter()
+                    runs[run](fn, size_texts, size_ds)
+                    if rep > 0:
+                        measured.append(time.perf_counter() - start)
+            row: dict[str, float] = {f"{run}_{size}_s": median(t) for (run, size), t in times.items()}
+            for run in runs:
                 per_doc, fixed = marginal(row[f"{run}_quarter_s"], row[f"{run}_all_s"], quarter, len(many))
                 row[f"{run}_us_per_doc"], row[f"{run}_fixed_s"] = per_doc * 1e6, fixed
             for workers, threads in (("1_worker", "1_thread"), ("2_workers", "2_threads")):

@@ -815,16 +815,24 @@ def _source_positions(
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Per document of a read (or per document of ``rows``): the index of its source and its
     position within that source."""
-    names = [src.name for src in report.sources]
-    counts = np.array([_units(src) for src in report.sources], dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    starts, total = _source_starts(report)
     if rows is None:
-        rows = np.arange(counts.sum(), dtype=np.int64)
+        rows = np.arange(total, dtype=np.int64)
+    return [src.name for src in report.sources], *_locate(starts, rows)
+
+
+def _source_starts(report: ReadReport) -> tuple[np.ndarray, int]:
+    """The first row of each source of a read, and the read's row count."""
+    counts = np.array([_units(src) for src in report.sources], dtype=np.int64)
+    return np.concatenate([[0], np.cumsum(counts)[:-1]]), int(counts.sum())
+
+
+def _locate(starts: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The source index and the position within it of each of ``rows``."""
     # The last source starting at or before a row holds it (sources before it in a run of equal
     # starts are empty).
     source_of = np.searchsorted(starts, rows, side="right") - 1
-    position = rows - starts[source_of]
-    return names, source_of, position.astype(np.uint64)
+    return source_of, (rows - starts[source_of]).astype(np.uint64)
 
 
 def _document_uniforms(
@@ -833,11 +841,12 @@ def _document_uniforms(
     """A function giving a uniform number in (0, 1) per document of a read (or per document of
     the rows it is given), a function of ``(seed, stream, source identity, position in the
     source)`` only: thread count, the order of sources and where the corpus lies do not
-    matter. (The sources' keys are computed once, not on every call.)"""
+    matter. (The sources' keys and first rows are computed once, not on every call.)"""
     source_keys = _source_keys([src.name for src in report.sources])
+    starts, total = _source_starts(report)
 
     def uniforms(rows: np.ndarray | None = None) -> np.ndarray:
-        _, source_of, position = _source_positions(report, rows)
+        source_of, position = _locate(starts, np.arange(total, dtype=np.int64) if rows is None else rows)
         return _keyed_uniforms(source_keys[source_of], position, seed, stream)
 
     return uniforms

@@ -340,6 +340,21 @@ def test_kl_reduction_is_positive_on_the_demo_sample():
     assert kl["kl_reduction"] > 0
 
 
+def test_kl_random_sample_has_the_selection_s_size_whatever_the_threads_or_file_order(corpus):
+    forward = DSIR(Files(corpus["raw"]), Files(corpus["target"]), num_threads=1).fit()
+    backward = DSIR(Files(corpus["raw"][::-1]), Files(corpus["target"]), num_threads=2).fit()
+    n = forward.report.documents
+    sample = forward._uniform_sample(n, 77, seed=5)
+    assert sample.sum() == 77
+    # The same documents by identity: file b's rows come first in the backward read.
+    first = forward.report.sources[0].documents
+    reordered = backward._uniform_sample(n, 77, seed=5)
+    np.testing.assert_array_equal(sample, np.concatenate([reordered[n - first :], reordered[: n - first]]))
+    assert not np.array_equal(sample, forward._uniform_sample(n, 77, seed=6))
+    kl = forward.kl_reduction(forward.resample(77, seed=1))
+    assert kl == backward.kl_reduction(backward.resample(77, seed=1))
+
+
 def test_kl_divergence_matches_its_definition():
     rng = random.Random(0)
     p = np.array([rng.random() for _ in range(50)])

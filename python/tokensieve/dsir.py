@@ -477,10 +477,10 @@ class DSIR:
                 self._draw_with_replacement(weights[:, t], eligible, quota, [seed, t], copies)
                 continue
 
-            uniforms = _document_uniforms(self.report, seed, t)
+            uniforms = _document_uniforms(self.report, seed, t) if method == "gumbel" else None
 
-            def key(rows: np.ndarray, t: int = t, uniforms: Callable = uniforms) -> np.ndarray:
-                if method == "topk":
+            def key(rows: np.ndarray, t: int = t, uniforms: Callable | None = uniforms) -> np.ndarray:
+                if uniforms is None:
                     return weights[rows, t]
                 return weights[rows, t] + _gumbel(uniforms(rows))
 
@@ -562,11 +562,8 @@ class DSIR:
         size = int(np.count_nonzero(selection.copies))
         random_sample = self._uniform_sample(n, size, seed)
         kl_random = kl_divergence(target_dist, self._sum_counts(self.raw, random_sample, "kl random")[0])
-        del random_sample
-        copies = selection.copies
-        # Copies of a selection without replacement are 0 or 1: their bytes are the mask.
-        without_replacement = copies.dtype == np.uint8 and copies.max(initial=0) <= 1
-        selected = copies.view(bool) if without_replacement else copies > 0
+        del random_sample  # freed before the selection's mask is made: one mask at a time
+        selected = selection.copies > 0
         kl_selected = kl_divergence(target_dist, self._sum_counts(self.raw, selected, "kl selection")[0])
         return {"kl_random": kl_random, "kl_selected": kl_selected, "kl_reduction": kl_random - kl_selected}
 
@@ -922,7 +919,8 @@ def _mark_top_k(
         for _, bits in passes():
             above += int(np.count_nonzero(bits > np.uint64(high)))
             band = bits[(bits >= np.uint64(low)) & (bits <= np.uint64(high))]
-            histogram += np.bincount((band - np.uint64(low)) >> np.uint64(shift), minlength=len(histogram))
+            bins = ((band - np.uint64(low)) >> np.uint64(shift)).astype(np.intp)  # < 2**HISTOGRAM_BITS
+            histogram += np.bincount(bins, minlength=len(histogram))
         # The bin of the k-th largest key, and how many of its keys are chosen (the best ones).
         from_top = np.cumsum(histogram[::-1])[::-1]
         wanted = k - above

@@ -116,12 +116,12 @@ class BatchFunction(ABC):
         """``batch`` with this function's columns added (replacing columns of the same name);
         of its own columns, only ``keep_columns`` when given."""
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+        missing = [name for name in keep_columns or () if name not in table.column_names]
+        if missing:
+            detail = f"columns: {', '.join(table.column_names)}"
+            raise InvalidArgumentError(f"no column {missing[0]!r} to keep ({detail})")
         computed = self.compute(_text_column(table.column_names, self.text_column, table))
         if keep_columns is not None:
-            missing = [name for name in keep_columns if name not in table.column_names]
-            if missing:
-                detail = f"columns: {', '.join(table.column_names)}"
-                raise InvalidArgumentError(f"no column {missing[0]!r} to keep ({detail})")
             table = table.select(list(keep_columns))
         for name, values in computed.columns.items():
             index = table.schema.get_field_index(name)

@@ -75,8 +75,8 @@ LINE = "line"
 #: The column of the keys table that says what a row is: eligible, too short, or a skip reason.
 STATUS = "status"
 #: Rows per batch given to a batch function (and per block of read_corpus). Ray's cost per
-#: batch (task scheduling, object store puts) is fixed: 16,384 rows of about 1 KB spend 12% less
-#: time per document than 4,096 (bench_scale, 2 workers).
+#: batch (task scheduling, object store puts) is fixed, so larger batches spend less per
+#: document (bench_scale: see the README's Ray numbers).
 BATCH_ROWS = 16384
 
 # The statuses of a row in select_dsir's key table (besides the skip reasons).

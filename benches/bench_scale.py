@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -132,7 +133,7 @@ def main() -> None:
             "dsir weights": DSIRWeights(single),
             "fasttext score": FastTextScores(f"{tmp}/model.bin", "hq"),
         }
-        results: dict[str, dict[str, float]] = {}
+        results: dict[str, dict[str, Any]] = {}
         quarter = docs // 4
         many = pa.chunked_array(texts.chunks * args.repeat)
         many_ds = text_ds.union(*[text_ds] * (args.repeat - 1)).materialize() if args.repeat > 1 else text_ds
@@ -156,13 +157,26 @@ def main() -> None:
                     runs[run](fn, size_texts, size_ds)
                     if rep > 0:
                         measured.append(time.perf_counter() - start)
-            row: dict[str, float] = {f"{run}_{size}_s": median(t) for (run, size), t in times.items()}
+            row: dict[str, Any] = {f"{run}_{size}_s": median(t) for (run, size), t in times.items()}
             for run in runs:
                 per_doc, fixed = marginal(row[f"{run}_quarter_s"], row[f"{run}_all_s"], quarter, len(many))
                 row[f"{run}_us_per_doc"], row[f"{run}_fixed_s"] = per_doc * 1e6, fixed
+            # The same per round: each round's two sizes and the peer's were timed minutes apart
+            # at most, so pairing them within the round cancels the drift between rounds.
+            by_round = {
+                run: [
+                    marginal(small, large, quarter, len(many))[0]
+                    for small, large in zip(times[(run, "quarter")], times[(run, "all")], strict=True)
+                ]
+                for run in runs
+            }
             for workers, threads in (("1_worker", "1_thread"), ("2_workers", "2_threads")):
                 per_doc = row[f"ray_{workers}_us_per_doc"] / row[f"in_process_{threads}_us_per_doc"]
                 row[f"ray_{workers}_overhead_per_doc"] = per_doc - 1
+                ray_rounds, peer_rounds = by_round[f"ray_{workers}"], by_round[f"in_process_{threads}"]
+                rounds = [r / p - 1 for r, p in zip(ray_rounds, peer_rounds, strict=True)]
+                row[f"ray_{workers}_overhead_per_doc_by_round"] = rounds
+                row[f"ray_{workers}_overhead_per_doc_paired"] = median(rounds)
                 row[f"ray_{workers}_vs_in_process_all"] = (
                     row[f"ray_{workers}_all_s"] / row[f"in_process_{threads}_all_s"]
                 )
@@ -170,7 +184,7 @@ def main() -> None:
                 row["batched_2_threads_us_per_doc"] / row["in_process_2_threads_us_per_doc"] - 1
             )
             results[name] = row
-            print(name, {k: round(v, 3) for k, v in row.items()})
+            print(name, {k: np.round(v, 3).tolist() for k, v in row.items()})
         results["dsir fit"] = {
             "in_process_2_threads_all_s": median(
                 timed(lambda: DSIR(texts, target, num_threads=2).fit(), args.reps)

@@ -21,7 +21,9 @@ batch-function stage runs on the first quarter of the documents and on all of th
 per extra document (``*_us_per_doc``) and the fixed time (``*_fixed_s``, start-up) follow (with
 ``--repeat K``, "all" is the pool K times over: a longer lever against the fixed costs), and
 the integration's overhead per document is Ray's time per document against the in-process
-one on as many threads as the cluster has workers (1 worker against 1 thread, 2 against 2).
+one on as many threads as the cluster has workers (1 worker against 1 thread, 2 against 2):
+``*_overhead_per_doc`` from the medians of the times, ``*_overhead_per_doc_paired`` the median
+over rounds of the overhead computed within each round (``*_by_round``).
 ``batched_2_threads`` is the Arrow plumbing alone: ``fn(table)`` on batches of ``BATCH_ROWS``
 (16,384) rows in this process. The Ray runs return the scores only (``keep_columns=[]``), as
 the in-process call does; ``ray_2_workers_keep_text`` also carries the text through. Medians

@@ -205,16 +205,19 @@ pub fn with_sha256_buckets<R>(buckets: u32, f: impl FnOnce(&mut Sha256Buckets) -
     })
 }
 
-const K0: u64 = 0x9e37_79b9_7f4a_7c15;
-const K1: u64 = 0xc2b2_ae3d_27d4_eb4f;
+pub(crate) const K0: u64 = 0x9e37_79b9_7f4a_7c15;
+pub(crate) const K1: u64 = 0xc2b2_ae3d_27d4_eb4f;
+/// [`fmix64`]'s multipliers.
+pub(crate) const FMIX_1: u64 = 0xff51_afd7_ed55_8ccd;
+pub(crate) const FMIX_2: u64 = 0xc4ce_b9fe_1a85_ec53;
 
 /// MurmurHash3's 64-bit finaliser: every input bit affects every output bit.
 #[inline]
 fn fmix64(mut h: u64) -> u64 {
     h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h = h.wrapping_mul(FMIX_1);
     h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h = h.wrapping_mul(FMIX_2);
     h ^ (h >> 33)
 }
 

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::fast_batch;
 use crate::hash::{self, HashFamily};
 use crate::spill::{self, SpillBuffer, SpillWriter};
 use crate::text::{self, Tokenizer};
@@ -64,6 +65,11 @@ impl TokenId for i64 {
 pub struct Scratch {
     text: String,
     keys: Vec<u64>,
+    /// Token byte ranges, and the tokens whose `fast-v1` keys take the one-at-a-time path.
+    spans: Vec<Range<usize>>,
+    others: Vec<usize>,
+    /// A document's unigram and bigram buckets under `fast-v1`.
+    unigram_bigram: Vec<u32>,
     /// Tokens joined by one space, and their byte ranges in it (for `dsir-sha256`).
     joined: Vec<u8>,
     bounds: Vec<Range<usize>>,
@@ -177,7 +183,7 @@ impl Featurizer {
             scratch.text = lowered;
         }
         match self.space.hash {
-            HashFamily::FastV1 => self.emit_fast(&scratch.keys, &mut emit),
+            HashFamily::FastV1 => self.emit_fast(&scratch.keys, &mut scratch.unigram_bigram, &mut emit),
             HashFamily::DsirSha256 => self.emit_sha256(&scratch.joined, &scratch.bounds, &mut emit),
         }
     }
@@ -187,14 +193,17 @@ impl Featurizer {
     /// Returns false, with the scratch unusable, when a capital sigma means the text must be
     /// lowercased whole (see [`CapitalSigma`]).
     fn hashable_tokens(&self, text: &str, lowercase: bool, scratch: &mut Scratch) -> bool {
-        let Scratch { keys, joined, bounds, token, .. } = scratch;
+        let Scratch { keys, joined, bounds, token, spans, others, .. } = scratch;
         let mut sigma = CapitalSigma::default();
         let tokenizer = self.space.tokenizer;
         match self.space.hash {
             HashFamily::FastV1 => {
-                keys.clear();
-                tokenizer
-                    .for_each_token(text, |span| keys.push(fast_token_hash(text, span, lowercase, token, &mut sigma)));
+                spans.clear();
+                tokenizer.split_into(text, spans);
+                fast_batch::short_token_keys(text.as_bytes(), spans, lowercase, keys, others);
+                for &i in others.iter() {
+                    keys[i] = fast_token_hash(text, spans[i].clone(), lowercase, token, &mut sigma);
+                }
             }
             HashFamily::DsirSha256 => {
                 joined.clear();
@@ -214,7 +223,7 @@ impl Featurizer {
         scratch: &mut Scratch,
         mut emit: impl FnMut(u32),
     ) -> Result<()> {
-        let Scratch { keys, joined, bounds, .. } = scratch;
+        let Scratch { keys, joined, bounds, unigram_bigram, .. } = scratch;
         let to_u64 = |id: T| id.to_u64().ok_or_else(|| Error::invalid("token ids must be >= 0"));
         match self.space.hash {
             HashFamily::FastV1 => {
@@ -222,7 +231,7 @@ impl Featurizer {
                 for &id in ids {
                     keys.push(hash::fast_hash_id(to_u64(id)?));
                 }
-                self.emit_fast(keys, &mut emit);
+                self.emit_fast(keys, unigram_bigram, &mut emit);
             }
             HashFamily::DsirSha256 => {
                 use std::io::Write;
@@ -240,8 +249,15 @@ impl Featurizer {
         Ok(())
     }
 
-    fn emit_fast(&self, keys: &[u64], emit: &mut impl FnMut(u32)) {
+    /// Emits the bucket of every n-gram of the tokens whose `fast-v1` keys are `keys`; unigrams
+    /// and bigrams, the common case, go through [`fast_batch`] (with `unigram_bigram` as room).
+    fn emit_fast(&self, keys: &[u64], unigram_bigram: &mut Vec<u32>, emit: &mut impl FnMut(u32)) {
         let m = self.space.buckets;
+        if self.space.ngrams == 2 {
+            fast_batch::unigram_bigram_buckets(keys, m, unigram_bigram);
+            unigram_bigram.iter().for_each(|&b| emit(b));
+            return;
+        }
         for start in 0..keys.len() {
             let mut key = keys[start];
             emit(hash::fast_bucket(key, m));

@@ -1,0 +1,261 @@
+//! `fast-v1` for many tokens at once: the keys of a document's tokens and the buckets of its
+//! unigrams and bigrams, four 64-bit lanes at a time with AVX2 where the processor has it. The
+//! results are those of [`crate::hash`]'s one-at-a-time functions, bit for bit; the
+//! one-at-a-time path is also the fallback.
+//!
+//! AVX2 has no 64-bit multiply, so a multiply by a constant is three 32-bit multiplies
+//! ([`avx2::mul_const`]); even so a lane costs a third of the scalar instructions, and the loop
+//! has no data-dependent branch (the scalar loop mispredicts on token lengths).
+
+use std::ops::Range;
+
+use crate::hash;
+
+/// `fast-v1` keys of the tokens `text[spans[i]]`, ASCII-lowercased if `lowercase`, written to
+/// `keys[i]` for tokens of one to eight bytes (ASCII ones only when lowercasing) that start at
+/// least eight bytes before the end of `text`. The indices of the other tokens go to `others`
+/// in increasing order; their keys are placeholders for the caller to fill in.
+pub fn short_token_keys(
+    text: &[u8],
+    spans: &[Range<usize>],
+    lowercase: bool,
+    keys: &mut Vec<u64>,
+    others: &mut Vec<usize>,
+) {
+    keys.clear();
+    keys.resize(spans.len(), 0);
+    others.clear();
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the processor has AVX2.
+        unsafe {
+            if lowercase {
+                avx2::short_token_keys::<true>(text, spans, keys, others);
+            } else {
+                avx2::short_token_keys::<false>(text, spans, keys, others);
+            }
+        }
+        return;
+    }
+    others.extend(0..spans.len());
+}
+
+/// The buckets of the unigram at each position of `keys` and of the bigram starting there, in
+/// the order of [`crate::ngram`] (unigram 0, bigram 0-1, unigram 1, ...), into `buckets`.
+pub fn unigram_bigram_buckets(keys: &[u64], buckets: u32, out: &mut Vec<u32>) {
+    out.clear();
+    let Some(last) = keys.len().checked_sub(1) else { return };
+    out.resize(2 * last + 1, 0);
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the processor has AVX2.
+        done = unsafe { avx2::unigram_bigram_buckets(keys, buckets, out) };
+    }
+    for i in done..keys.len() {
+        out[2 * i] = hash::fast_bucket(keys[i], buckets);
+        if i < last {
+            out[2 * i + 1] = hash::fast_bucket(hash::fast_combine(keys[i], keys[i + 1]), buckets);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+    use std::ops::Range;
+
+    use crate::hash::{FMIX_1, FMIX_2, K0, K1};
+
+    /// The low 64 bits of each lane times `c`: lo*lo + ((hi*lo + lo*hi) << 32).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn mul_const(a: __m256i, c: u64) -> __m256i {
+        let c_lo = _mm256_set1_epi64x(c as i64);
+        let c_hi = _mm256_set1_epi64x((c >> 32) as i64);
+        let cross = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(a, 32), c_lo), _mm256_mul_epu32(a, c_hi));
+        _mm256_add_epi64(_mm256_mul_epu32(a, c_lo), _mm256_slli_epi64(cross, 32))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn xor_shift_33(h: __m256i) -> __m256i {
+        _mm256_xor_si256(h, _mm256_srli_epi64(h, 33))
+    }
+
+    /// [`crate::hash`]'s `fmix64` in each lane.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn fmix64(h: __m256i) -> __m256i {
+        xor_shift_33(mul_const(xor_shift_33(mul_const(xor_shift_33(h), FMIX_1)), FMIX_2))
+    }
+
+    /// `floor(key * buckets / 2^64)` in each lane, from two 32x32-bit products: the sum of the
+    /// high half's product and the carry of the low half's fits in 64 bits.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn bucket(key: __m256i, buckets: __m256i) -> __m256i {
+        let high = _mm256_mul_epu32(_mm256_srli_epi64(key, 32), buckets);
+        let carry = _mm256_srli_epi64(_mm256_mul_epu32(key, buckets), 32);
+        _mm256_srli_epi64(_mm256_add_epi64(high, carry), 32)
+    }
+
+    /// ASCII capitals of every byte lowercased (bytes >= 0x80 are negative, so left alone).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn ascii_lowercase(w: __m256i) -> __m256i {
+        let at_least_a = _mm256_cmpgt_epi8(w, _mm256_set1_epi8((b'A' - 1) as i8));
+        let at_most_z = _mm256_cmpgt_epi8(_mm256_set1_epi8((b'Z' + 1) as i8), w);
+        _mm256_or_si256(w, _mm256_and_si256(_mm256_and_si256(at_least_a, at_most_z), _mm256_set1_epi8(0x20)))
+    }
+
+    /// See [`super::short_token_keys`]; `keys` holds `spans.len()` slots, `others` is empty.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn short_token_keys<const LOWERCASE: bool>(
+        text: &[u8],
+        spans: &[Range<usize>],
+        keys: &mut [u64],
+        others: &mut Vec<usize>,
+    ) {
+        // Tokens starting in the last seven bytes cannot be read with one load; spans are in order.
+        let loadable = spans.partition_point(|span| span.start + 8 <= text.len());
+        let groups = loadable / 4;
+        others.resize(groups * 4, 0);
+        let mut refused = 0;
+        let eight = _mm256_set1_epi64x(8);
+        let all_ones = _mm256_set1_epi64x(-1);
+        let high_bits = _mm256_set1_epi8(0x80u8 as i8);
+        for (group, (spans, keys)) in spans.chunks_exact(4).zip(keys.chunks_exact_mut(4)).take(groups).enumerate() {
+            let word = |i: usize| {
+                i64::from_le_bytes(*text[spans[i].start..].first_chunk::<8>().expect("start + 8 <= text.len()"))
+            };
+            let len = |i: usize| spans[i].len() as i64;
+            let words = _mm256_setr_epi64x(word(0), word(1), word(2), word(3));
+            let lens = _mm256_setr_epi64x(len(0), len(1), len(2), len(3));
+            // The token's bytes of the 8 loaded: all ones shifted right by 64 - 8 * min(len, 8).
+            let kept_bits =
+                _mm256_sub_epi64(_mm256_set1_epi64x(64), _mm256_slli_epi64(_mm256_min_epu32(lens, eight), 3));
+            let w = _mm256_and_si256(words, _mm256_srlv_epi64(all_ones, kept_bits));
+            let mut refuse =
+                _mm256_or_si256(_mm256_cmpgt_epi64(lens, eight), _mm256_cmpeq_epi64(lens, _mm256_setzero_si256()));
+            let w = if LOWERCASE {
+                let ascii = _mm256_cmpeq_epi64(_mm256_and_si256(w, high_bits), _mm256_setzero_si256());
+                refuse = _mm256_or_si256(refuse, _mm256_andnot_si256(ascii, all_ones));
+                ascii_lowercase(w)
+            } else {
+                w
+            };
+            // The one round of fast_hash_words, rotate included, then fmix64.
+            let h = mul_const(_mm256_xor_si256(mul_const(lens, K0), w), K1);
+            let h = _mm256_or_si256(_mm256_slli_epi64(h, 31), _mm256_srli_epi64(h, 33));
+            // SAFETY: `keys` is a chunk of four u64 (`storeu` has no alignment requirement).
+            unsafe { _mm256_storeu_si256(keys.as_mut_ptr().cast(), fmix64(h)) };
+            let refused_lanes = _mm256_movemask_pd(_mm256_castsi256_pd(refuse)) as usize;
+            for lane in 0..4 {
+                others[refused] = 4 * group + lane;
+                refused += (refused_lanes >> lane) & 1;
+            }
+        }
+        others.truncate(refused);
+        others.extend(4 * groups..spans.len());
+    }
+
+    /// See [`super::unigram_bigram_buckets`]; `out` holds `2 * keys.len() - 1` slots. Returns
+    /// the positions done (a multiple of four; the caller does the rest).
+    #[target_feature(enable = "avx2")]
+    pub(super) fn unigram_bigram_buckets(keys: &[u64], buckets: u32, out: &mut [u32]) -> usize {
+        let buckets = _mm256_set1_epi64x(i64::from(buckets));
+        let mut done = 0;
+        // Four positions need the key after them too.
+        while done + 5 <= keys.len() {
+            // SAFETY: each load reads the four u64 of a slice of four.
+            let (key, next) = unsafe {
+                (
+                    _mm256_loadu_si256(keys[done..done + 4].as_ptr().cast()),
+                    _mm256_loadu_si256(keys[done + 1..done + 5].as_ptr().cast()),
+                )
+            };
+            let bigram = fmix64(_mm256_xor_si256(mul_const(key, K0), next));
+            // Lane i: the unigram's bucket in its low 32 bits, the bigram's in its high ones,
+            // which in memory is out[2i], out[2i + 1].
+            let pairs = _mm256_or_si256(bucket(key, buckets), _mm256_slli_epi64(bucket(bigram, buckets), 32));
+            // SAFETY: the store writes the eight u32 of a slice of eight.
+            unsafe { _mm256_storeu_si256(out[2 * done..2 * done + 8].as_mut_ptr().cast(), pairs) };
+            done += 4;
+        }
+        done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn next(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn short_token_keys_equal_the_one_at_a_time_hash() {
+        // Bytes of every kind (capitals, the letters' neighbours, bytes >= 0x80) in spans of
+        // length 0 to 20, including spans that end at the end of the text.
+        let alphabet = b"aZ@[`{AzM09_ .\x80\xc3\xa9\xff";
+        let mut state = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..300 {
+            let text: Vec<u8> = (0..next(&mut state) % 90).map(|_| alphabet[next(&mut state) as usize % 17]).collect();
+            let mut spans = Vec::new();
+            let mut at = 0;
+            while at < text.len() {
+                let end = (at + (next(&mut state) % 21) as usize).min(text.len());
+                spans.push(at..end);
+                at = end + (next(&mut state) % 2) as usize;
+            }
+            for lowercase in [false, true] {
+                let (mut keys, mut others) = (Vec::new(), Vec::new());
+                short_token_keys(&text, &spans, lowercase, &mut keys, &mut others);
+                assert!(others.windows(2).all(|w| w[0] < w[1]));
+                for (i, span) in spans.iter().enumerate() {
+                    let token = &text[span.clone()];
+                    let expected = if lowercase {
+                        token.is_ascii().then(|| hash::fast_hash_bytes(&token.to_ascii_lowercase()))
+                    } else {
+                        Some(hash::fast_hash_bytes(token))
+                    };
+                    if others.binary_search(&i).is_err() {
+                        assert_eq!(Some(keys[i]), expected, "{token:?} lowercase={lowercase}");
+                        assert!((1..=8).contains(&token.len()) && span.start + 8 <= text.len());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unigram_bigram_buckets_equal_the_one_at_a_time_ones() {
+        let mut state = 0x2545_f491_4f6c_dd1d;
+        for len in 0..23 {
+            let keys: Vec<u64> = (0..len)
+                .map(|i| match i {
+                    1 => 0,
+                    2 => u64::MAX,
+                    _ => next(&mut state),
+                })
+                .collect();
+            for buckets in [1, 7, 10_000, 1 << 31, u32::MAX] {
+                let mut expected = Vec::new();
+                for (i, &key) in keys.iter().enumerate() {
+                    expected.push(hash::fast_bucket(key, buckets));
+                    if let Some(&next) = keys.get(i + 1) {
+                        expected.push(hash::fast_bucket(hash::fast_combine(key, next), buckets));
+                    }
+                }
+                let mut out = vec![99];
+                unigram_bigram_buckets(&keys, buckets, &mut out);
+                assert_eq!(out, expected, "{len} keys, {buckets} buckets");
+            }
+        }
+    }
+}

@@ -3,9 +3,11 @@
 //! results are those of [`crate::hash`]'s one-at-a-time functions, bit for bit; the
 //! one-at-a-time path is also the fallback.
 //!
-//! AVX2 has no 64-bit multiply, so a multiply by a constant is three 32-bit multiplies
-//! ([`avx2::mul_const`]); even so a lane costs a third of the scalar instructions, and the loop
-//! has no data-dependent branch (the scalar loop mispredicts on token lengths).
+//! AVX2 has no 64-bit multiply, so a multiply by a constant is three 32-bit multiplies; even so
+//! four lanes take fewer instructions than four scalar hashes. Featurising `raw_pool` (ngrams=2)
+//! got 1.16x faster on 1 thread and 1.22x on 2 (1.5x with the whitespace tokenizer); the same
+//! batching without SIMD, and a second 8-byte round in the lanes for tokens of 9 to 16 bytes,
+//! gained nothing measurable.
 
 use std::ops::Range;
 

@@ -222,7 +222,7 @@ fn fmix64(mut h: u64) -> u64 {
 }
 
 /// `fast-v1` hash of a token's bytes: the length seeds the state, each little-endian 8-byte word
-/// (the last one zero-padded) is folded in with xor, multiply and rotate, then [`fmix64`].
+/// (the last one zero-padded) is folded in with xor, multiply and rotate, then `fmix64`.
 #[inline]
 pub fn fast_hash_bytes(bytes: &[u8]) -> u64 {
     fast_hash_words(bytes, |w| w)

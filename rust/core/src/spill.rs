@@ -48,7 +48,7 @@ impl SpillBuffer {
 }
 
 /// Appends documents' bucket ids to a spill file on a thread of its own, so that the counting
-/// threads do not wait for the file system; at most [`SPILL_QUEUE`] buffers wait to be written.
+/// threads do not wait for the file system; at most `SPILL_QUEUE` buffers wait to be written.
 pub struct SpillWriter {
     queue: Option<mpsc::SyncSender<SpillBuffer>>,
     writer: Option<std::thread::JoinHandle<Result<u64>>>,

@@ -2,13 +2,16 @@
 revision (by default the one before the AVX2 batch path, ``3e21c94``).
 
 Both builds run ``rust/core/examples/featurize_pool.rs`` (the base gets this checkout's copy
-of the example; it uses only APIs both have) over all of ``../shared/data/raw_pool`` held in
-memory: ``CountAccumulator`` with ``fast-v1``, ngrams=2, 10,000 buckets. The two binaries
+of the example; it uses only APIs both have) over all of ``../shared/data/raw_pool``:
+``CountAccumulator`` with ``fast-v1``, ngrams=2, 10,000 buckets, over the texts held in memory
+(``--source memory``: wordpunct on 1 and 2 threads, whitespace on 1) or read from the
+``.jsonl.zst`` files in every pass (``--source files``: decompression and JSON parsing
+included, wordpunct on 1 and 2 threads). The two binaries
 alternate, round after round, so that the machine's drift falls on both alike; each run of a
 binary times ``--reps`` passes. The counts' checksums must agree. Prints the medians and their
 ratio per (tokenizer, threads) and writes JSON to ``benches/results/``.
 
-Usage: python benches/bench_fast_v1_ab.py [--base REV] [--rounds 5] [--reps 5]
+Usage: python benches/bench_fast_v1_ab.py [--base REV] [--source memory|files] [--rounds 5] [--reps 5]
 """
 
 from __future__ import annotations
@@ -36,9 +39,15 @@ def build(checkout: Path, target: Path) -> Path:
     return target / "release" / "examples" / "featurize_pool"
 
 
-def run(binary: Path, threads: int, reps: int, tokenizer: str) -> tuple[list[float], int, int]:
+CONFIGS = {  # (tokenizer, threads) per source
+    "memory": (("wordpunct", 1), ("wordpunct", 2), ("whitespace", 1)),
+    "files": (("wordpunct", 1), ("wordpunct", 2)),
+}
+
+
+def run(binary: Path, threads: int, reps: int, tokenizer: str, source: str) -> tuple[list[float], int, int]:
     out = subprocess.run(
-        [str(binary), str(SHARED_DATA / "raw_pool"), str(threads), str(reps), tokenizer],
+        [str(binary), str(SHARED_DATA / "raw_pool"), str(threads), str(reps), tokenizer, source],
         check=True,
         capture_output=True,
         text=True,
@@ -50,6 +59,7 @@ def run(binary: Path, threads: int, reps: int, tokenizer: str) -> tuple[list[flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default="3e21c94")
+    parser.add_argument("--source", choices=sorted(CONFIGS), default="memory")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--reps", type=int, default=5)
     args = parser.parse_args()
@@ -70,12 +80,12 @@ def main() -> None:
                 "base": build(base, ROOT / "target" / "ab-base"),
             }
             rows = []
-            for tokenizer, threads in (("wordpunct", 1), ("wordpunct", 2), ("whitespace", 1)):
+            for tokenizer, threads in CONFIGS[args.source]:
                 seconds: dict[str, list[float]] = {name: [] for name in binaries}
                 checksums: dict[str, set[int]] = {name: set() for name in binaries}
                 for _ in range(args.rounds):
                     for name, binary in binaries.items():
-                        runs, nbytes, checksum = run(binary, threads, args.reps, tokenizer)
+                        runs, nbytes, checksum = run(binary, threads, args.reps, tokenizer, args.source)
                         seconds[name] += runs
                         checksums[name].add(checksum)
                 if len(checksums["this"] | checksums["base"]) != 1:
@@ -101,7 +111,14 @@ def main() -> None:
             subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, check=True)
     path = write_result(
         "bench_fast_v1_ab",
-        {"base": base_rev, "rounds": args.rounds, "reps": args.reps, "text_bytes": nbytes, "rows": rows},
+        {
+            "base": base_rev,
+            "source": args.source,
+            "rounds": args.rounds,
+            "reps": args.reps,
+            "text_bytes": nbytes,
+            "rows": rows,
+        },
     )
     print("wrote", path)
 

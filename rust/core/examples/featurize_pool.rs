@@ -1,8 +1,9 @@
 //! Times `fast-v1` hashed n-gram counting (ngrams=2, 10,000 buckets) over the texts of the
-//! `.jsonl.zst` files of a directory, held in memory. Used by `benches/bench_fast_v1_ab.py` to
+//! `.jsonl.zst` files of a directory: held in memory (`memory`), or read, decompressed and
+//! parsed from the files in every pass (`files`). Used by `benches/bench_fast_v1_ab.py` to
 //! compare two builds of the core side by side; it uses only APIs both builds have.
 //!
-//! Usage: featurize_pool DIR THREADS REPS wordpunct|whitespace
+//! Usage: featurize_pool DIR THREADS REPS wordpunct|whitespace memory|files
 //! Prints one line: `seconds=<run>,<run>,... bytes=<text bytes> checksum=<weighted count sum>`.
 
 use std::path::PathBuf;
@@ -15,8 +16,13 @@ use tokensieve_core::text::Tokenizer;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, dir, threads, reps, tokenizer] = args.as_slice() else {
-        return Err("usage: featurize_pool DIR THREADS REPS wordpunct|whitespace".into());
+    let [_, dir, threads, reps, tokenizer, source] = args.as_slice() else {
+        return Err("usage: featurize_pool DIR THREADS REPS wordpunct|whitespace memory|files".into());
+    };
+    let from_files = match source.as_str() {
+        "memory" => false,
+        "files" => true,
+        other => return Err(format!("the source is memory or files, not {other:?}").into()),
     };
     let mut paths: Vec<PathBuf> =
         std::fs::read_dir(dir)?.map(|entry| entry.map(|e| e.path())).collect::<Result<_, _>>()?;
@@ -41,7 +47,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..reps.parse::<usize>()? {
         let counter = CountAccumulator::new(Featurizer::new(space.clone())?, &pool);
         let start = Instant::now();
-        counter.add_texts(&pool, &texts);
+        if from_files {
+            read_files(&paths, &ReadOptions::default(), &pool, &mut |docs| {
+                counter.add_texts(&pool, docs);
+                Ok(())
+            })?;
+        } else {
+            counter.add_texts(&pool, &texts);
+        }
         let counts = counter.finish();
         seconds.push(start.elapsed().as_secs_f64());
         checksum = counts.iter().zip(1i64..).map(|(&c, i)| c * i).sum();

@@ -1,18 +1,22 @@
-//! JSON Lines, plain or compressed: blocks of whole lines are read (and decompressed) on one
-//! thread while the previous block is parsed on the pool.
+//! JSON Lines, plain or compressed: blocks of whole lines are read (and decompressed) on a
+//! thread per file while the previous block is parsed on the pool. Files after the one being
+//! read start decompressing early ([`Lookahead`]), one file per pool thread, so a corpus of many
+//! compressed shards is not held to the speed of one decompressing thread.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
 
 use rayon::prelude::*;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
-use super::{CountingReader, Document, Format, ReadOptions, ReadReport, Skip, SkipReason, json_text};
+use super::{CountingReader, Document, Format, ReadOptions, ReadReport, Skip, SkipReason, json_text, sniff_format};
 use crate::error::{Error, Result};
 
 fn open(path: &Path, format: Format, bytes_read: Option<&Arc<AtomicU64>>) -> Result<Box<dyn Read + Send>> {
@@ -115,8 +119,86 @@ pub(super) fn for_each_line(
     Ok(())
 }
 
+/// A JSONL file read and decompressed on a thread of its own, at most two blocks ahead of the
+/// caller.
+pub(super) struct Decoder {
+    blocks: Option<mpsc::Receiver<std::io::Result<Block>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Decoder {
+    fn start(path: &Path, format: Format, options: &ReadOptions) -> Result<Self> {
+        let blocks = BlockReader::new(open(path, format, options.bytes_read.as_ref())?, options.block_bytes);
+        let (tx, rx) = mpsc::sync_channel(2);
+        let thread = std::thread::Builder::new()
+            .name("tokensieve-decoder".into())
+            .spawn(move || produce_blocks(blocks, tx))
+            .map_err(|e| Error::io(path, e))?;
+        Ok(Decoder { blocks: Some(rx), thread: Some(thread) })
+    }
+
+    /// The next block, `None` at the end of the file.
+    fn next_block(&self) -> Option<std::io::Result<Block>> {
+        self.blocks.as_ref()?.recv().ok()
+    }
+}
+
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        // Hanging up stops the thread at its next block; waiting for it closes the file.
+        self.blocks = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The decoders of a read's JSONL files: the file being read has one, and so do up to
+/// `ahead - 1` of the JSONL files after it, decompressing into their queues meanwhile (up to
+/// four blocks each in memory: two queued, one being filled, one being parsed).
+pub(super) struct Lookahead<'a> {
+    paths: &'a [PathBuf],
+    options: &'a ReadOptions,
+    ahead: usize,
+    started: BTreeMap<usize, Decoder>,
+    /// The first file not yet considered for an early start.
+    next: usize,
+}
+
+impl<'a> Lookahead<'a> {
+    pub(super) fn new(paths: &'a [PathBuf], options: &'a ReadOptions, ahead: usize) -> Self {
+        Lookahead { paths, options, ahead: ahead.max(1), started: BTreeMap::new(), next: 0 }
+    }
+
+    /// The decoder of file `index`, a JSONL file of `format` (started now unless it already
+    /// is), after starting those of the next JSONL files.
+    fn take(&mut self, index: usize, format: Format) -> Result<Decoder> {
+        let decoder = match self.started.remove(&index) {
+            Some(decoder) => decoder,
+            None => Decoder::start(&self.paths[index], format, self.options)?,
+        };
+        self.next = self.next.max(index + 1);
+        while self.started.len() + 1 < self.ahead && self.next < self.paths.len() {
+            let path = &self.paths[self.next];
+            // A file that cannot be opened now is left for its turn, which reports the error in
+            // file order; Parquet files are read in their turn.
+            if let Ok(format @ (Format::Jsonl | Format::GzipJsonl | Format::ZstdJsonl)) = sniff_format(path) {
+                if let Ok(decoder) = Decoder::start(path, format, self.options) {
+                    self.started.insert(self.next, decoder);
+                }
+            }
+            self.next += 1;
+        }
+        Ok(decoder)
+    }
+}
+
+/// Reads file `index` of `lookahead`, a JSONL file of `format`: each block's lines are parsed on
+/// `pool`, counted in `report` under `source`, and its documents handed to `consume`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn read(
-    path: &Path,
+    lookahead: &mut Lookahead<'_>,
+    index: usize,
     format: Format,
     source: u32,
     options: &ReadOptions,
@@ -124,31 +206,26 @@ pub(super) fn read(
     report: &mut ReadReport,
     consume: &mut dyn FnMut(&[Document<'_>]) -> Result<()>,
 ) -> Result<()> {
-    let reader = open(path, format, options.bytes_read.as_ref())?;
-    let (tx, rx) = mpsc::sync_channel(2);
-    std::thread::scope(|scope| {
-        let blocks = BlockReader::new(reader, options.block_bytes);
-        scope.spawn(move || produce_blocks(blocks, tx));
-        // Dropping `rx` on an early return stops the producer at its next send.
-        for block in rx {
-            let block = block.map_err(|e| {
-                let at = format!("{e} (after line {})", report.sources[source as usize].records);
-                Error::io(path, std::io::Error::new(e.kind(), at))
-            })?;
-            let lines: Vec<&[u8]> = split_lines(&block.bytes);
-            let parsed: Vec<_> =
-                pool.install(|| lines.par_iter().map(|line| parse_line(line, &options.text_field)).collect());
-            let mut docs = Vec::with_capacity(parsed.len());
-            report.collect(source, block.first_line, parsed, options.on_error, &mut docs)?;
-            for doc in &mut docs {
-                doc.raw = lines[(doc.line - block.first_line) as usize];
-            }
-            if !docs.is_empty() {
-                consume(&docs)?;
-            }
+    let path = &lookahead.paths[index];
+    let decoder = lookahead.take(index, format)?;
+    while let Some(block) = decoder.next_block() {
+        let block = block.map_err(|e| {
+            let at = format!("{e} (after line {})", report.sources[source as usize].records);
+            Error::io(path, std::io::Error::new(e.kind(), at))
+        })?;
+        let lines: Vec<&[u8]> = split_lines(&block.bytes);
+        let parsed: Vec<_> =
+            pool.install(|| lines.par_iter().map(|line| parse_line(line, &options.text_field)).collect());
+        let mut docs = Vec::with_capacity(parsed.len());
+        report.collect(source, block.first_line, parsed, options.on_error, &mut docs)?;
+        for doc in &mut docs {
+            doc.raw = lines[(doc.line - block.first_line) as usize];
         }
-        Ok(())
-    })
+        if !docs.is_empty() {
+            consume(&docs)?;
+        }
+    }
+    Ok(())
 }
 
 /// The lines of a block, without their `\n` (or `\r\n`).

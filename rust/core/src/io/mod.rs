@@ -8,7 +8,8 @@
 //!
 //! Formats are recognised by their first bytes: gzip, zstd and Parquet magic numbers; anything
 //! else is read as plain JSONL. Memory stays bounded: JSONL is read in blocks of whole lines
-//! (about [`ReadOptions::block_bytes`]), Parquet one record batch at a time.
+//! (about [`ReadOptions::block_bytes`], up to four blocks per file being decompressed, one
+//! file per pool thread), Parquet one record batch at a time.
 
 mod arrow;
 mod batches;
@@ -332,8 +333,10 @@ fn sniff_format(path: &Path) -> Result<Format> {
 }
 
 /// Streams the documents of `paths` (or their chunks, see [`ReadOptions::chunk_words`]), in
-/// file order then record order, to `consume` in batches, parsing on `pool`. Returns the report
-/// of everything read.
+/// file order then record order, to `consume` in batches, parsing on `pool`. While one file is
+/// read, up to `pool.current_num_threads() - 1` of the JSONL files after it decompress on threads
+/// of their own; an error in one of them is still reported in its turn. Returns the report of
+/// everything read.
 pub fn read_files(
     paths: &[PathBuf],
     options: &ReadOptions,
@@ -355,12 +358,15 @@ pub fn read_files(
             consume(&pieces)
         }
     };
-    for path in paths {
+    let mut lookahead = jsonl::Lookahead::new(paths, options, pool.current_num_threads());
+    for (index, path) in paths.iter().enumerate() {
         let bytes = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
         let source = report.add_source(path.display().to_string(), bytes);
         match sniff_format(path)? {
             Format::Parquet => parquet::read(path, source, options, &mut report, &mut consume_units)?,
-            format => jsonl::read(path, format, source, options, pool, &mut report, &mut consume_units)?,
+            format => {
+                jsonl::read(&mut lookahead, index, format, source, options, pool, &mut report, &mut consume_units)?
+            }
         }
     }
     for (source, count) in report.sources.iter_mut().zip(chunks) {

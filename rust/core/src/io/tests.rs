@@ -7,13 +7,25 @@ use crate::pool;
 type Located = Vec<(u32, u64, String)>;
 
 fn read_all(paths: &[PathBuf], on_error: OnError, block_bytes: usize) -> Result<(Located, ReadReport)> {
-    let options = ReadOptions { on_error, block_bytes, ..Default::default() };
     let mut docs = Vec::new();
-    let report = read_files(paths, &options, &pool::thread_pool(2), &mut |batch| {
+    let report = read_into(paths, on_error, block_bytes, 2, &mut docs)?;
+    Ok((docs, report))
+}
+
+/// Reads `paths` on a pool of `threads`, appending the documents to `docs` as they arrive (so
+/// they are kept when the read fails).
+fn read_into(
+    paths: &[PathBuf],
+    on_error: OnError,
+    block_bytes: usize,
+    threads: usize,
+    docs: &mut Located,
+) -> Result<ReadReport> {
+    let options = ReadOptions { on_error, block_bytes, ..Default::default() };
+    read_files(paths, &options, &pool::thread_pool(threads), &mut |batch| {
         docs.extend(batch.iter().map(|d| (d.source, d.line, d.text.to_string())));
         Ok(())
-    })?;
-    Ok((docs, report))
+    })
 }
 
 fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
@@ -104,6 +116,73 @@ fn truncated_compressed_file_is_an_io_error_naming_it() {
         Err(Error::Io { path: p, .. }) => assert!(p.ends_with("cut.jsonl.zst")),
         other => panic!("expected an I/O error, got {other:?}"),
     }
+}
+
+/// Twelve files in three formats, the documents of file `f` being `"f:1"`, `"f:2"`, ...
+fn numbered_files(prefix: &str) -> Vec<PathBuf> {
+    (0..12)
+        .map(|f| {
+            let body: String = (1..=200 + 50 * f).map(|n| format!("{{\"text\": \"{f}:{n}\"}}\n")).collect();
+            match f % 3 {
+                0 => temp_file(&format!("{prefix}{f}.jsonl"), body.as_bytes()),
+                1 => temp_file(&format!("{prefix}{f}.jsonl.zst"), &zstd::encode_all(body.as_bytes(), 3).unwrap()),
+                _ => {
+                    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                    gz.write_all(body.as_bytes()).unwrap();
+                    temp_file(&format!("{prefix}{f}.jsonl.gz"), &gz.finish().unwrap())
+                }
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn files_decompressed_ahead_arrive_in_file_order_for_any_thread_count() {
+    let paths = numbered_files("ahead");
+    let expected: Located =
+        (0..12u32).flat_map(|f| (1..=200 + 50 * u64::from(f)).map(move |n| (f, n, format!("{f}:{n}")))).collect();
+    for threads in [1, 2, 4, 7] {
+        let mut docs = Vec::new();
+        let report = read_into(&paths, OnError::Raise, 300, threads, &mut docs).unwrap();
+        assert!(docs == expected, "threads={threads}");
+        assert_eq!(report.sources.len(), 12);
+    }
+}
+
+#[test]
+fn a_bad_file_read_ahead_fails_in_its_turn() {
+    let mut paths = numbered_files("turn");
+    let zst = std::fs::read(&paths[4]).unwrap();
+    paths[4] = temp_file("turn-cut.jsonl.zst", &zst[..zst.len() / 2]);
+    paths[6] = std::env::temp_dir().join("tokensieve-no-such-file-6.jsonl");
+    for threads in [1, 4] {
+        let mut docs = Vec::new();
+        match read_into(&paths, OnError::Raise, 300, threads, &mut docs) {
+            Err(Error::Io { path, .. }) => assert!(path.ends_with("turn-cut.jsonl.zst"), "{path:?}"),
+            other => panic!("expected an I/O error, got {other:?}"),
+        }
+        // Every document of the files before it arrived.
+        assert_eq!(docs.iter().filter(|d| d.0 < 4).count(), (0..4).map(|f| 200 + 50 * f).sum::<usize>());
+        let mut docs = Vec::new();
+        match read_into(&paths[5..], OnError::Raise, 300, threads, &mut docs) {
+            Err(Error::Io { path, .. }) => assert!(path.ends_with("tokensieve-no-such-file-6.jsonl")),
+            other => panic!("expected an I/O error, got {other:?}"),
+        }
+        assert_eq!(docs.len(), 450);
+    }
+}
+
+#[test]
+fn a_consumer_that_stops_ends_the_read_and_its_decoders() {
+    let paths = numbered_files("stop");
+    let options = ReadOptions { block_bytes: 100, ..Default::default() };
+    let mut batches = 0;
+    let result = read_files(&paths, &options, &pool::thread_pool(4), &mut |_| {
+        batches += 1;
+        Err(Error::Stopped)
+    });
+    assert!(matches!(result, Err(Error::Stopped)));
+    assert_eq!(batches, 1);
 }
 
 #[test]

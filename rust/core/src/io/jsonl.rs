@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::JoinHandle;
 
 use rayon::prelude::*;
@@ -36,8 +36,37 @@ fn open(path: &Path, format: Format, bytes_read: Option<&Arc<AtomicU64>>) -> Res
 
 /// Whole lines, and the 1-based number of the first.
 struct Block {
-    bytes: Vec<u8>,
+    /// The lines are `buffer[..len]`; the rest is room kept for when the buffer is reused.
+    buffer: Vec<u8>,
+    len: usize,
     first_line: u64,
+}
+
+impl Block {
+    fn bytes(&self) -> &[u8] {
+        &self.buffer[..self.len]
+    }
+}
+
+/// Block buffers handed back by the reader for the decoders to fill again. A reused buffer
+/// keeps its length, so it is neither zeroed nor mapped in again (both showed in profiles).
+#[derive(Clone, Default)]
+struct SpareBuffers(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl SpareBuffers {
+    /// More than a reader's queues can hold at once is not kept.
+    const MAX_KEPT: usize = 16;
+
+    fn take(&self) -> Vec<u8> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).pop().unwrap_or_default()
+    }
+
+    fn give_back(&self, buffer: Vec<u8>) {
+        let mut spare = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if spare.len() < Self::MAX_KEPT {
+            spare.push(buffer);
+        }
+    }
 }
 
 /// Cuts a stream into blocks of about `target` bytes that end at a line break (the last block
@@ -45,6 +74,7 @@ struct Block {
 struct BlockReader {
     reader: Box<dyn Read + Send>,
     target: usize,
+    /// The start of a line that the last block cut off.
     carry: Vec<u8>,
     next_line: u64,
     eof: bool,
@@ -55,31 +85,51 @@ impl BlockReader {
         BlockReader { reader, target, carry: Vec::new(), next_line: 1, eof: false }
     }
 
-    fn next_block(&mut self) -> std::io::Result<Option<Block>> {
+    /// The next block, in `buffer` (its contents are overwritten; it grows as needed).
+    fn next_block(&mut self, mut buffer: Vec<u8>) -> std::io::Result<Option<Block>> {
         while !self.eof {
-            let mut buf = std::mem::take(&mut self.carry);
-            buf.reserve(self.target.saturating_sub(buf.len()));
+            let mut filled = self.carry.len();
+            if buffer.len() < filled {
+                buffer.resize(filled, 0);
+            }
+            buffer[..filled].copy_from_slice(&self.carry);
+            self.carry.clear();
+            // The carried bytes hold no line break; only new bytes are searched for one, so an
+            // enormous line costs one pass.
+            let mut has_line_break = false;
             loop {
-                let have = buf.len();
-                if have >= self.target && memchr::memrchr(b'\n', &buf).is_some() {
+                if filled >= self.target && has_line_break {
                     break;
                 }
-                // `read_to_end` fills spare capacity without zeroing it first.
-                let want = self.target.saturating_sub(have).max(1 << 16) as u64;
-                if self.reader.by_ref().take(want).read_to_end(&mut buf)? == 0 {
-                    self.eof = true;
-                    break;
+                // Up to `target` bytes, then (a line longer than that) 64 KiB at a time.
+                let end = if filled < self.target { self.target } else { filled + (1 << 16) };
+                if buffer.len() < end {
+                    buffer.resize(end.max(2 * buffer.len()), 0);
+                }
+                match self.reader.read(&mut buffer[filled..end]) {
+                    Ok(0) => {
+                        self.eof = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        has_line_break = has_line_break || memchr::memchr(b'\n', &buffer[filled..filled + n]).is_some();
+                        filled += n;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
                 }
             }
-            if !self.eof {
-                let cut = memchr::memrchr(b'\n', &buf).expect("loop exits with a line break") + 1;
-                self.carry = buf.split_off(cut);
-            }
-            if buf.is_empty() {
+            let len = match self.eof {
+                true => filled,
+                false => memchr::memrchr(b'\n', &buffer[..filled]).expect("loop exits with a line break") + 1,
+            };
+            self.carry.extend_from_slice(&buffer[len..filled]);
+            if len == 0 {
                 continue;
             }
-            let lines = memchr::memchr_iter(b'\n', &buf).count() as u64 + u64::from(buf.last() != Some(&b'\n'));
-            let block = Block { bytes: buf, first_line: self.next_line };
+            let bytes = &buffer[..len];
+            let lines = memchr::memchr_iter(b'\n', bytes).count() as u64 + u64::from(bytes[len - 1] != b'\n');
+            let block = Block { buffer, len, first_line: self.next_line };
             self.next_line += lines;
             return Ok(Some(block));
         }
@@ -87,10 +137,11 @@ impl BlockReader {
     }
 }
 
-/// Sends the blocks of `blocks` down `tx` until the stream ends, fails, or the receiver hangs up.
-fn produce_blocks(mut blocks: BlockReader, tx: mpsc::SyncSender<std::io::Result<Block>>) {
+/// Sends the blocks of `blocks` down `tx`, in buffers taken from `spare`, until the stream ends,
+/// fails, or the receiver hangs up.
+fn produce_blocks(mut blocks: BlockReader, spare: SpareBuffers, tx: mpsc::SyncSender<std::io::Result<Block>>) {
     loop {
-        let block = match blocks.next_block() {
+        let block = match blocks.next_block(spare.take()) {
             Ok(Some(block)) => Ok(block),
             Ok(None) => return,
             Err(e) => Err(e),
@@ -111,10 +162,12 @@ pub(super) fn for_each_line(
     consume: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
 ) -> Result<()> {
     let mut blocks = BlockReader::new(open(path, format, None)?, block_bytes);
-    while let Some(block) = blocks.next_block().map_err(|e| Error::io(path, e))? {
-        for (i, line) in split_lines(&block.bytes).into_iter().enumerate() {
+    let mut buffer = Vec::new();
+    while let Some(block) = blocks.next_block(buffer).map_err(|e| Error::io(path, e))? {
+        for (i, line) in split_lines(block.bytes()).into_iter().enumerate() {
             consume(block.first_line + i as u64, line)?;
         }
+        buffer = block.buffer;
     }
     Ok(())
 }
@@ -127,12 +180,13 @@ pub(super) struct Decoder {
 }
 
 impl Decoder {
-    fn start(path: &Path, format: Format, options: &ReadOptions) -> Result<Self> {
+    fn start(path: &Path, format: Format, options: &ReadOptions, spare: &SpareBuffers) -> Result<Self> {
         let blocks = BlockReader::new(open(path, format, options.bytes_read.as_ref())?, options.block_bytes);
         let (tx, rx) = mpsc::sync_channel(2);
+        let spare = spare.clone();
         let thread = std::thread::Builder::new()
             .name("tokensieve-decoder".into())
-            .spawn(move || produce_blocks(blocks, tx))
+            .spawn(move || produce_blocks(blocks, spare, tx))
             .map_err(|e| Error::io(path, e))?;
         Ok(Decoder { blocks: Some(rx), thread: Some(thread) })
     }
@@ -163,11 +217,19 @@ pub(super) struct Lookahead<'a> {
     started: BTreeMap<usize, Decoder>,
     /// The first file not yet considered for an early start.
     next: usize,
+    spare: SpareBuffers,
 }
 
 impl<'a> Lookahead<'a> {
     pub(super) fn new(paths: &'a [PathBuf], options: &'a ReadOptions, ahead: usize) -> Self {
-        Lookahead { paths, options, ahead: ahead.max(1), started: BTreeMap::new(), next: 0 }
+        Lookahead {
+            paths,
+            options,
+            ahead: ahead.max(1),
+            started: BTreeMap::new(),
+            next: 0,
+            spare: SpareBuffers::default(),
+        }
     }
 
     /// The decoder of file `index`, a JSONL file of `format` (started now unless it already
@@ -175,7 +237,7 @@ impl<'a> Lookahead<'a> {
     fn take(&mut self, index: usize, format: Format) -> Result<Decoder> {
         let decoder = match self.started.remove(&index) {
             Some(decoder) => decoder,
-            None => Decoder::start(&self.paths[index], format, self.options)?,
+            None => Decoder::start(&self.paths[index], format, self.options, &self.spare)?,
         };
         self.next = self.next.max(index + 1);
         while self.started.len() + 1 < self.ahead && self.next < self.paths.len() {
@@ -183,7 +245,7 @@ impl<'a> Lookahead<'a> {
             // A file that cannot be opened now is left for its turn, which reports the error in
             // file order; Parquet files are read in their turn.
             if let Ok(format @ (Format::Jsonl | Format::GzipJsonl | Format::ZstdJsonl)) = sniff_format(path) {
-                if let Ok(decoder) = Decoder::start(path, format, self.options) {
+                if let Ok(decoder) = Decoder::start(path, format, self.options, &self.spare) {
                     self.started.insert(self.next, decoder);
                 }
             }
@@ -213,7 +275,7 @@ pub(super) fn read(
             let at = format!("{e} (after line {})", report.sources[source as usize].records);
             Error::io(path, std::io::Error::new(e.kind(), at))
         })?;
-        let lines: Vec<&[u8]> = split_lines(&block.bytes);
+        let lines: Vec<&[u8]> = split_lines(block.bytes());
         let parsed: Vec<_> =
             pool.install(|| lines.par_iter().map(|line| parse_line(line, &options.text_field)).collect());
         let mut docs = Vec::with_capacity(parsed.len());
@@ -224,6 +286,7 @@ pub(super) fn read(
         if !docs.is_empty() {
             consume(&docs)?;
         }
+        lookahead.spare.give_back(block.buffer);
     }
     Ok(())
 }
@@ -415,5 +478,68 @@ impl<'de> Visitor<'de> for TextSeed {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(FieldValue::Other("an object"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out at most `step` bytes per call.
+    struct Trickle {
+        bytes: Vec<u8>,
+        at: usize,
+        step: usize,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = out.len().min(self.step).min(self.bytes.len() - self.at);
+            out[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    /// The blocks of `bytes`, each buffer reused for the next block when `reuse`.
+    fn blocks(bytes: &[u8], target: usize, step: usize, reuse: bool) -> Vec<(u64, Vec<u8>)> {
+        let trickle = Trickle { bytes: bytes.to_vec(), at: 0, step };
+        let mut reader = BlockReader::new(Box::new(trickle), target);
+        let mut out = Vec::new();
+        // A reused buffer may be larger than the target and hold old bytes.
+        let mut buffer = vec![b'x'; 3 * target];
+        while let Some(block) = reader.next_block(buffer).unwrap() {
+            out.push((block.first_line, block.bytes().to_vec()));
+            buffer = if reuse { block.buffer } else { Vec::new() };
+        }
+        out
+    }
+
+    #[test]
+    fn blocks_are_whole_lines_numbered_and_lose_nothing() {
+        let enormous = "y".repeat(100_000);
+        let text = format!("a\n\nbb\nccc\n{enormous}\nd\r\neee\nlast without a break");
+        let lines: Vec<&str> = text.split('\n').collect();
+        for target in [1, 2, 5, 64, 1 << 20] {
+            for step in [1, 3, 4096, usize::MAX] {
+                if step == 1 && target == 1 << 20 {
+                    continue;
+                }
+                for reuse in [false, true] {
+                    let got = blocks(text.as_bytes(), target, step, reuse);
+                    let joined: Vec<u8> = got.iter().flat_map(|(_, b)| b.clone()).collect();
+                    assert_eq!(joined, text.as_bytes(), "target={target} step={step}");
+                    let mut line = 1;
+                    for (i, (first, bytes)) in got.iter().enumerate() {
+                        assert_eq!(*first, line);
+                        assert!(i + 1 == got.len() || bytes.ends_with(b"\n"));
+                        // Only an enormous line makes a block much larger than the target.
+                        assert!(bytes.len() < target + 100_010);
+                        line += memchr::memchr_iter(b'\n', bytes).count() as u64;
+                    }
+                    assert_eq!(line, lines.len() as u64);
+                }
+            }
+        }
     }
 }

@@ -6,23 +6,29 @@ of the example; it uses only APIs both have) over all of ``../shared/data/raw_po
 ``CountAccumulator`` with ``fast-v1``, ngrams=2, 10,000 buckets, over the texts held in memory
 (``--source memory``: wordpunct on 1 and 2 threads, whitespace on 1) or read from the
 ``.jsonl.zst`` files in every pass (``--source files``: decompression and JSON parsing
-included, wordpunct on 1 and 2 threads). The two binaries
+included, wordpunct on 1 and 2 threads). ``--corpus enormous-line`` reads instead one generated
+``.jsonl.zst`` file whose middle record is a single 172 MB line (30 million random words, seed
+0) between two small ones: the readers' worst case. The two binaries
 alternate, round after round, so that the machine's drift falls on both alike; each run of a
 binary times ``--reps`` passes. The counts' checksums must agree. Prints the medians and their
 ratio per (tokenizer, threads) and writes JSON to ``benches/results/``.
 
-Usage: python benches/bench_fast_v1_ab.py [--base REV] [--source memory|files] [--rounds 5] [--reps 5]
+Usage: python benches/bench_fast_v1_ab.py [--base REV] [--source memory|files]
+    [--corpus raw_pool|enormous-line] [--rounds 5] [--reps 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import random
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
+import zstandard
 from common import SHARED_DATA, median, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,9 +51,21 @@ CONFIGS = {  # (tokenizer, threads) per source
 }
 
 
-def run(binary: Path, threads: int, reps: int, tokenizer: str, source: str) -> tuple[list[float], int, int]:
+def write_enormous_line(directory: Path) -> None:
+    """One ``.jsonl.zst`` file: a small record, one of 30 million random words, a small one."""
+    rng = random.Random(0)
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+    big = " ".join(rng.choice(words) for _ in range(30_000_000))
+    records = [{"text": "small one"}, {"text": big}, {"text": "small two"}]
+    body = "".join(json.dumps(r) + "\n" for r in records).encode()
+    (directory / "enormous.jsonl.zst").write_bytes(zstandard.ZstdCompressor(level=3).compress(body))
+
+
+def run(
+    binary: Path, corpus: Path, threads: int, reps: int, tokenizer: str, source: str
+) -> tuple[list[float], int, int]:
     out = subprocess.run(
-        [str(binary), str(SHARED_DATA / "raw_pool"), str(threads), str(reps), tokenizer, source],
+        [str(binary), str(corpus), str(threads), str(reps), tokenizer, source],
         check=True,
         capture_output=True,
         text=True,
@@ -60,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default="3e21c94")
     parser.add_argument("--source", choices=sorted(CONFIGS), default="memory")
+    parser.add_argument("--corpus", choices=["raw_pool", "enormous-line"], default="raw_pool")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--reps", type=int, default=5)
     args = parser.parse_args()
@@ -67,6 +86,11 @@ def main() -> None:
         ["git", "rev-parse", args.base], cwd=ROOT, check=True, capture_output=True, text=True
     ).stdout.strip()
     with tempfile.TemporaryDirectory() as tmp:
+        corpus = SHARED_DATA / "raw_pool"
+        if args.corpus == "enormous-line":
+            corpus = Path(tmp) / "corpus"
+            corpus.mkdir()
+            write_enormous_line(corpus)
         base = Path(tmp) / "base"
         subprocess.run(
             ["git", "worktree", "add", "-q", "--detach", str(base), base_rev], cwd=ROOT, check=True
@@ -85,7 +109,9 @@ def main() -> None:
                 checksums: dict[str, set[int]] = {name: set() for name in binaries}
                 for _ in range(args.rounds):
                     for name, binary in binaries.items():
-                        runs, nbytes, checksum = run(binary, threads, args.reps, tokenizer, args.source)
+                        runs, nbytes, checksum = run(
+                            binary, corpus, threads, args.reps, tokenizer, args.source
+                        )
                         seconds[name] += runs
                         checksums[name].add(checksum)
                 if len(checksums["this"] | checksums["base"]) != 1:
@@ -114,6 +140,7 @@ def main() -> None:
         {
             "base": base_rev,
             "source": args.source,
+            "corpus": args.corpus,
             "rounds": args.rounds,
             "reps": args.reps,
             "text_bytes": nbytes,

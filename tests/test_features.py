@@ -190,6 +190,26 @@ def test_empty_and_enormous_documents() -> None:
     assert f.sum_counts([big]).sum() == 2 * 2_000_000 - 1
 
 
+@pytest.mark.parametrize("family", ["fast-v1", "dsir-sha256"])
+@pytest.mark.parametrize("tokenizer", ["wordpunct", "whitespace"])
+def test_documents_featurised_in_pieces_match_python_reference(
+    corpus_slice: list[str], family: str, tokenizer: str
+) -> None:
+    """Texts over 64 KiB are featurised a piece at a time; the n-grams across the cuts count."""
+    joined = "\n".join(corpus_slice)[:200_000]
+    assert len(joined.encode()) > 3 * 65536
+    # Capital sigmas (lowercased by their neighbours) throughout, and a long run without spaces.
+    with_sigma = joined.replace(" the ", " ΟΔΟΣ ΣΑΣ ") + "ΣΣ" * 20_000
+    split = wordpunct_tokens if tokenizer == "wordpunct" else whitespace_tokens
+    for ngrams in (2, 3):
+        f = HashedNgrams(ngrams=ngrams, buckets=2**20, tokenizer=tokenizer, hash=family)  # type: ignore[arg-type]
+        m = f.transform([joined, with_sigma])
+        for i, text in enumerate([joined, with_sigma]):
+            expected = ngram_counts(split(text), ngrams, 2**20, family)
+            got = dict(zip(m[[i]].indices.tolist(), m[[i]].data.tolist(), strict=True))
+            assert got == dict(expected), (ngrams, i)
+
+
 @pytest.mark.parametrize("tokenizer", ["wordpunct", "whitespace"])
 @pytest.mark.parametrize("lowercase", [True, False])
 def test_fast_v1_matches_python_reference_on_real_text(

@@ -106,15 +106,16 @@ impl Sha256Buckets {
         self.lookup(ngram, fast_hash_bytes(ngram))
     }
 
-    /// Calls `emit` with the bucket of every n-gram of the tokens `joined[bounds[i]]` (joined by
-    /// one space in `joined`) in the order of [`crate::ngram`]: by first token, then by order up
-    /// to `ngrams`. Lookups go in batches whose cache slots are prefetched first, so that the
+    /// Calls `emit` with the bucket of every n-gram starting at one of the first `starts` tokens
+    /// `joined[bounds[i]]` (joined by one space in `joined`) in the order of [`crate::ngram`]: by
+    /// first token, then by order up to `ngrams`. Lookups go in batches whose cache slots are prefetched first, so that the
     /// slots' memory latencies overlap instead of adding up.
     pub fn for_each_ngram_bucket(
         &mut self,
         joined: &[u8],
         bounds: &[Range<usize>],
         ngrams: usize,
+        starts: usize,
         mut emit: impl FnMut(u32),
     ) {
         const BATCH: usize = 32;
@@ -126,7 +127,7 @@ impl Sha256Buckets {
                 emit(if ngram.len() > CACHE_MAX_LEN { this.compute(ngram) } else { this.lookup(ngram, key) });
             }
         };
-        for first in 0..bounds.len() {
+        for first in 0..starts {
             let start = bounds[first].start;
             for last in &bounds[first..(first + ngrams).min(bounds.len())] {
                 let key = fast_hash_bytes(&joined[start..last.end]);

@@ -60,11 +60,29 @@ impl TokenId for i64 {
     }
 }
 
+/// Texts longer than this are featurised a piece at a time, each cut just before a space or line
+/// break (a token boundary under both tokenizers, and a stop for the final-sigma rule's look
+/// around), so that the scratch buffers stay small, in cache, whatever the document's size.
+const PIECE_BYTES: usize = 1 << 16;
+
+/// The end of the first piece of `text`: all of it when shorter than `piece_bytes` (at least
+/// 1), else its first space or line break from there on, or its end.
+fn piece_end(text: &[u8], piece_bytes: usize) -> usize {
+    let from = piece_bytes.max(1);
+    match text.get(from..) {
+        Some(tail) => memchr::memchr2(b' ', b'\n', tail).map_or(text.len(), |i| from + i),
+        None => text.len(),
+    }
+}
+
 /// Per-thread scratch space, reused across documents.
 #[derive(Default)]
 pub struct Scratch {
     text: String,
     keys: Vec<u64>,
+    /// The keys of tokens of earlier pieces whose n-grams are not all emitted yet, then those
+    /// of the current piece (texts of more than one piece, see [`PIECE_BYTES`]).
+    pending: Vec<u64>,
     /// Token byte ranges, and the tokens whose `fast-v1` keys take the one-at-a-time path.
     spans: Vec<Range<usize>>,
     others: Vec<usize>,
@@ -172,24 +190,88 @@ impl Featurizer {
     }
 
     /// Calls `emit` with the bucket of every n-gram of `text`.
-    pub fn for_each_bucket(&self, text: &str, scratch: &mut Scratch, mut emit: impl FnMut(u32)) {
+    pub fn for_each_bucket(&self, text: &str, scratch: &mut Scratch, emit: impl FnMut(u32)) {
+        self.for_each_bucket_in_pieces(text, PIECE_BYTES, scratch, emit);
+    }
+
+    /// [`Self::for_each_bucket`], `piece_bytes` (about) of the text at a time: the n-grams that
+    /// start in a piece are emitted once the next pieces have given their last tokens, so the
+    /// order is that of one pass.
+    fn for_each_bucket_in_pieces(
+        &self,
+        text: &str,
+        piece_bytes: usize,
+        scratch: &mut Scratch,
+        mut emit: impl FnMut(u32),
+    ) {
+        scratch.pending.clear();
+        scratch.joined.clear();
+        scratch.bounds.clear();
+        let mut rest = text;
+        loop {
+            let (piece, after) = rest.split_at(piece_end(rest.as_bytes(), piece_bytes));
+            let is_last = after.is_empty();
+            self.piece_tokens(piece, scratch);
+            match self.space.hash {
+                HashFamily::FastV1 => {
+                    let Scratch { keys, pending, unigram_bigram, .. } = scratch;
+                    // A text of one piece is emitted from its keys as they are.
+                    let keys = if is_last && pending.is_empty() {
+                        keys
+                    } else {
+                        pending.extend_from_slice(keys);
+                        pending
+                    };
+                    let starts = self.complete_starts(keys.len(), is_last);
+                    self.emit_fast(keys, starts, unigram_bigram, &mut emit);
+                    keys.drain(..starts);
+                }
+                HashFamily::DsirSha256 => {
+                    let Scratch { joined, bounds, .. } = scratch;
+                    let starts = self.complete_starts(bounds.len(), is_last);
+                    self.emit_sha256(joined, bounds, starts, &mut emit);
+                    // The tokens whose n-grams are not all emitted move to the front.
+                    let offset = bounds.get(starts).map_or(joined.len(), |b| b.start);
+                    joined.drain(..offset);
+                    bounds.drain(..starts);
+                    for bound in bounds.iter_mut() {
+                        *bound = bound.start - offset..bound.end - offset;
+                    }
+                }
+            }
+            if is_last {
+                return;
+            }
+            rest = after;
+        }
+    }
+
+    /// How many of the first of `tokens` pending tokens have all their n-grams known: at the end
+    /// of the text all, else those followed by `ngrams - 1` tokens.
+    fn complete_starts(&self, tokens: usize, is_last: bool) -> usize {
+        if is_last { tokens } else { tokens.saturating_sub(self.space.ngrams - 1) }
+    }
+
+    /// The tokens of a piece of text into the scratch: their `fast-v1` keys in `keys` (replacing
+    /// what was there), or their `dsir-sha256` form after what `joined` and `bounds` hold.
+    fn piece_tokens(&self, piece: &str, scratch: &mut Scratch) {
         // Lowercasing keeps every character's class, so the text is split as it is and each
-        // token is lowercased as it is hashed; only the final-sigma rule needs the whole text.
-        if !self.hashable_tokens(text, self.space.lowercase, scratch) {
+        // token is lowercased as it is hashed; only the final-sigma rule needs the whole piece.
+        let (joined_len, bounds_len) = (scratch.joined.len(), scratch.bounds.len());
+        if !self.hashable_tokens(piece, self.space.lowercase, scratch) {
+            scratch.joined.truncate(joined_len);
+            scratch.bounds.truncate(bounds_len);
             let mut lowered = std::mem::take(&mut scratch.text);
-            let whole = text::lowercase_into(text, &mut lowered);
+            let whole = text::lowercase_into(piece, &mut lowered);
             let complete = self.hashable_tokens(whole, false, scratch);
             debug_assert!(complete, "lowercasing off never restarts");
             scratch.text = lowered;
         }
-        match self.space.hash {
-            HashFamily::FastV1 => self.emit_fast(&scratch.keys, &mut scratch.unigram_bigram, &mut emit),
-            HashFamily::DsirSha256 => self.emit_sha256(&scratch.joined, &scratch.bounds, &mut emit),
-        }
     }
 
     /// Splits `text` into the scratch's tokens in the form the hash family needs (`keys` for
-    /// `fast-v1`, `joined` and `bounds` for `dsir-sha256`), lowercasing token by token if asked.
+    /// `fast-v1`, replaced; `joined` and `bounds` for `dsir-sha256`, appended to), lowercasing
+    /// token by token if asked.
     /// Returns false, with the scratch unusable, when a capital sigma means the text must be
     /// lowercased whole (see [`CapitalSigma`]).
     fn hashable_tokens(&self, text: &str, lowercase: bool, scratch: &mut Scratch) -> bool {
@@ -206,8 +288,6 @@ impl Featurizer {
                 }
             }
             HashFamily::DsirSha256 => {
-                joined.clear();
-                bounds.clear();
                 tokenizer.for_each_token(text, |span| join_token(text, span, lowercase, joined, bounds, &mut sigma));
             }
         }
@@ -231,7 +311,7 @@ impl Featurizer {
                 for &id in ids {
                     keys.push(hash::fast_hash_id(to_u64(id)?));
                 }
-                self.emit_fast(keys, unigram_bigram, &mut emit);
+                self.emit_fast(keys, keys.len(), unigram_bigram, &mut emit);
             }
             HashFamily::DsirSha256 => {
                 use std::io::Write;
@@ -243,22 +323,25 @@ impl Featurizer {
                     bounds.push(start..joined.len());
                     joined.push(b' ');
                 }
-                self.emit_sha256(joined, bounds, &mut emit);
+                self.emit_sha256(joined, bounds, bounds.len(), &mut emit);
             }
         }
         Ok(())
     }
 
-    /// Emits the bucket of every n-gram of the tokens whose `fast-v1` keys are `keys`; unigrams
-    /// and bigrams, the common case, go through [`fast_batch`] (with `unigram_bigram` as room).
-    fn emit_fast(&self, keys: &[u64], unigram_bigram: &mut Vec<u32>, emit: &mut impl FnMut(u32)) {
+    /// Emits the bucket of every n-gram starting at one of the first `starts` of the tokens whose
+    /// `fast-v1` keys are `keys`; unigrams and bigrams, the common case, go through
+    /// [`fast_batch`] (with `unigram_bigram` as room).
+    fn emit_fast(&self, keys: &[u64], starts: usize, unigram_bigram: &mut Vec<u32>, emit: &mut impl FnMut(u32)) {
         let m = self.space.buckets;
         if self.space.ngrams == 2 {
             fast_batch::unigram_bigram_buckets(keys, m, unigram_bigram);
-            unigram_bigram.iter().for_each(|&b| emit(b));
+            // Two buckets per start, the last token's unigram alone.
+            let emitted = (2 * starts).min(unigram_bigram.len());
+            unigram_bigram[..emitted].iter().for_each(|&b| emit(b));
             return;
         }
-        for start in 0..keys.len() {
+        for start in 0..starts {
             let mut key = keys[start];
             emit(hash::fast_bucket(key, m));
             for &next in keys.iter().skip(start + 1).take(self.space.ngrams - 1) {
@@ -268,12 +351,12 @@ impl Featurizer {
         }
     }
 
-    /// Takes the bucket of every n-gram of the tokens `joined[bounds[i]]`, which `joined` holds
-    /// separated by one space (so an n-gram is one slice of it), through this thread's SHA-256
-    /// cache.
-    fn emit_sha256(&self, joined: &[u8], bounds: &[Range<usize>], emit: &mut impl FnMut(u32)) {
+    /// Takes the bucket of every n-gram starting at one of the first `starts` of the tokens
+    /// `joined[bounds[i]]`, which `joined` holds separated by one space (so an n-gram is one
+    /// slice of it), through this thread's SHA-256 cache.
+    fn emit_sha256(&self, joined: &[u8], bounds: &[Range<usize>], starts: usize, emit: &mut impl FnMut(u32)) {
         hash::with_sha256_buckets(self.space.buckets, |cache| {
-            cache.for_each_ngram_bucket(joined, bounds, self.space.ngrams, emit);
+            cache.for_each_ngram_bucket(joined, bounds, self.space.ngrams, starts, emit);
         });
     }
 
@@ -491,6 +574,51 @@ mod tests {
     fn alice_went_to_the_store_gives_the_reference_buckets() {
         let f = Featurizer::new(space(HashFamily::DsirSha256, 2, 10_000)).unwrap();
         assert_eq!(buckets_of(&f, "Alice went to the store"), [114, 1087, 2441, 3440, 4126, 5816, 6720, 8288, 9879]);
+    }
+
+    /// A text of `words` words from a fixed mix (capitals, punctuation, non-ASCII, capital
+    /// sigmas, tokens over eight bytes) separated by runs of spaces, tabs and line breaks.
+    fn mixed_text(words: usize, seed: u64) -> String {
+        const WORDS: [&str; 12] =
+            ["Alice", "went", "to", "the", "STORE,", "don't", "Ünïcödé", "ΟΔΟΣ", "Σ", "ΣΑΣ.", "extraordinarily", "x²"];
+        const GAPS: [&str; 6] = [" ", " ", "  ", "\n", " \t", "\n\n "];
+        let mut state = seed;
+        let mut next = |n: usize| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as usize % n
+        };
+        let mut text = String::new();
+        for _ in 0..words {
+            text.push_str(WORDS[next(WORDS.len())]);
+            text.push_str(GAPS[next(GAPS.len())]);
+        }
+        text
+    }
+
+    #[test]
+    fn pieces_give_the_buckets_of_one_pass_in_the_same_order() {
+        let texts = [mixed_text(600, 1), mixed_text(600, 2).trim_end().to_string(), " ".repeat(300), String::new()];
+        let mut scratch = Scratch::default();
+        for hash in [HashFamily::FastV1, HashFamily::DsirSha256] {
+            for tokenizer in [Tokenizer::WordPunct, Tokenizer::Whitespace] {
+                for (ngrams, lowercase) in [(1, true), (2, true), (2, false), (3, true), (4, false)] {
+                    let space = FeatureSpace { tokenizer, hash, ngrams, buckets: 1 << 20, lowercase };
+                    let f = Featurizer::new(space).unwrap();
+                    for text in &texts {
+                        let mut one_pass = Vec::new();
+                        f.for_each_bucket_in_pieces(text, usize::MAX, &mut scratch, |b| one_pass.push(b));
+                        for piece_bytes in [1, 2, 7, 64, 500] {
+                            let mut pieces = Vec::new();
+                            f.for_each_bucket_in_pieces(text, piece_bytes, &mut scratch, |b| pieces.push(b));
+                            assert!(
+                                pieces == one_pass,
+                                "{hash:?} {tokenizer:?} n={ngrams} lowercase={lowercase} piece={piece_bytes}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -190,8 +190,18 @@ impl Featurizer {
     }
 
     /// Calls `emit` with the bucket of every n-gram of `text`.
-    pub fn for_each_bucket(&self, text: &str, scratch: &mut Scratch, emit: impl FnMut(u32)) {
-        self.for_each_bucket_in_pieces(text, PIECE_BYTES, scratch, emit);
+    pub fn for_each_bucket(&self, text: &str, scratch: &mut Scratch, mut emit: impl FnMut(u32)) {
+        if text.len() > PIECE_BYTES {
+            return self.for_each_bucket_in_pieces(text, PIECE_BYTES, scratch, emit);
+        }
+        scratch.joined.clear();
+        scratch.bounds.clear();
+        self.piece_tokens(text, scratch);
+        let Scratch { keys, joined, bounds, unigram_bigram, .. } = scratch;
+        match self.space.hash {
+            HashFamily::FastV1 => self.emit_fast(keys, keys.len(), unigram_bigram, &mut emit),
+            HashFamily::DsirSha256 => self.emit_sha256(joined, bounds, bounds.len(), &mut emit),
+        }
     }
 
     /// [`Self::for_each_bucket`], `piece_bytes` (about) of the text at a time: the n-grams that
@@ -215,16 +225,10 @@ impl Featurizer {
             match self.space.hash {
                 HashFamily::FastV1 => {
                     let Scratch { keys, pending, unigram_bigram, .. } = scratch;
-                    // A text of one piece is emitted from its keys as they are.
-                    let keys = if is_last && pending.is_empty() {
-                        keys
-                    } else {
-                        pending.extend_from_slice(keys);
-                        pending
-                    };
-                    let starts = self.complete_starts(keys.len(), is_last);
-                    self.emit_fast(keys, starts, unigram_bigram, &mut emit);
-                    keys.drain(..starts);
+                    pending.extend_from_slice(keys);
+                    let starts = self.complete_starts(pending.len(), is_last);
+                    self.emit_fast(pending, starts, unigram_bigram, &mut emit);
+                    pending.drain(..starts);
                 }
                 HashFamily::DsirSha256 => {
                     let Scratch { joined, bounds, .. } = scratch;
@@ -332,6 +336,7 @@ impl Featurizer {
     /// Emits the bucket of every n-gram starting at one of the first `starts` of the tokens whose
     /// `fast-v1` keys are `keys`; unigrams and bigrams, the common case, go through
     /// [`fast_batch`] (with `unigram_bigram` as room).
+    #[inline(always)]
     fn emit_fast(&self, keys: &[u64], starts: usize, unigram_bigram: &mut Vec<u32>, emit: &mut impl FnMut(u32)) {
         let m = self.space.buckets;
         if self.space.ngrams == 2 {
@@ -605,8 +610,9 @@ mod tests {
                     let space = FeatureSpace { tokenizer, hash, ngrams, buckets: 1 << 20, lowercase };
                     let f = Featurizer::new(space).unwrap();
                     for text in &texts {
+                        assert!(text.len() <= PIECE_BYTES);
                         let mut one_pass = Vec::new();
-                        f.for_each_bucket_in_pieces(text, usize::MAX, &mut scratch, |b| one_pass.push(b));
+                        f.for_each_bucket(text, &mut scratch, |b| one_pass.push(b));
                         for piece_bytes in [1, 2, 7, 64, 500] {
                             let mut pieces = Vec::new();
                             f.for_each_bucket_in_pieces(text, piece_bytes, &mut scratch, |b| pieces.push(b));

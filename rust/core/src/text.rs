@@ -203,7 +203,7 @@ struct Straddling {
 
 /// Word-punct classes of a block: ASCII bytes from the SIMD masks, each non-ASCII character
 /// decoded and classified, its class given to all its bytes.
-#[inline]
+#[inline(always)]
 fn wordpunct_masks(text: &str, block: &[u8; BLOCK], base: usize, straddling: &mut Straddling) -> RunMasks {
     let AsciiMasks { mut word, mut space, mut non_ascii, .. } = ascii_masks(block);
     let mut set_class = |class: WideClass, bits: u64| match class {

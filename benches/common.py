@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from importlib import metadata
@@ -72,12 +73,36 @@ def machine() -> dict[str, Any]:
     }
 
 
+def code_revision() -> dict[str, Any] | None:
+    """The commit of this checkout and whether its tracked files differ from it (a run of
+    uncommitted code says so); None outside a git checkout."""
+    root = RESULTS.parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
+
+    try:
+        return {
+            "commit": git("rev-parse", "HEAD").strip(),
+            "dirty": bool(git("status", "--porcelain", "-uno").strip()),
+        }
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def write_result(name: str, payload: dict[str, Any], path: Path | None = None) -> Path:
-    """Writes `payload` plus the machine and a timestamp to results/<name>-<UTC time>.json, or
+    """Writes `payload` plus the machine, the code's revision and a timestamp to
+    results/<name>-<UTC time>.json, or
     over `path`, a file an earlier call returned (a long run saves what it has as it goes, so a
     run stopped part-way still leaves its finished rows)."""
     now = datetime.datetime.now(datetime.timezone.utc)
-    payload = {"benchmark": name, "date": now.isoformat(timespec="seconds"), "machine": machine(), **payload}
+    payload = {
+        "benchmark": name,
+        "date": now.isoformat(timespec="seconds"),
+        "machine": machine(),
+        "revision": code_revision(),
+        **payload,
+    }
     RESULTS.mkdir(exist_ok=True)
     path = path or RESULTS / f"{name}-{now.strftime('%Y%m%dT%H%M%SZ')}.json"
     tmp = path.with_suffix(".tmp")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import multiprocessing
 import os
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -404,13 +406,21 @@ def test_arrow_batches_raise_read_errors_after_the_good_batches(tmp_path: Path) 
     assert next(iterator).num_rows == 10
     assert reader_threads() == 1  # blocked on its full channel
     del iterator
+    # The thread has been joined; the kernel drops it from /proc/self/task a moment later.
+    deadline = time.monotonic() + 5.0
+    while reader_threads() and time.monotonic() < deadline:
+        time.sleep(0.001)
     assert reader_threads() == 0
 
 
 def reader_threads() -> int:
     """Threads of this process named like ArrowBatches' reading thread (Linux truncates names
-    to 15 bytes)."""
+    to 15 bytes); a thread that ends while they are listed is not counted."""
     tasks = Path("/proc/self/task")
     if not tasks.is_dir():
         pytest.skip("thread names are read from /proc")
-    return sum((t / "comm").read_text().startswith("tokensieve-rea") for t in tasks.iterdir())
+    count = 0
+    for task in tasks.iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            count += (task / "comm").read_text().startswith("tokensieve-rea")
+    return count

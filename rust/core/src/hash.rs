@@ -108,8 +108,8 @@ impl Sha256Buckets {
 
     /// Calls `emit` with the bucket of every n-gram starting at one of the first `starts` tokens
     /// `joined[bounds[i]]` (joined by one space in `joined`) in the order of [`crate::ngram`]: by
-    /// first token, then by order up to `ngrams`. Lookups go in batches whose cache slots are prefetched first, so that the
-    /// slots' memory latencies overlap instead of adding up.
+    /// first token, then by order up to `ngrams`. Lookups go in batches whose cache slots are
+    /// prefetched first, so that the slots' memory latencies overlap instead of adding up.
     pub fn for_each_ngram_bucket(
         &mut self,
         joined: &[u8],

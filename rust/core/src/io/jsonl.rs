@@ -54,7 +54,7 @@ impl Block {
 struct SpareBuffers(Arc<Mutex<Vec<Vec<u8>>>>);
 
 impl SpareBuffers {
-    /// More than a reader's queues can hold at once is not kept.
+    /// Spare buffers beyond this many are freed.
     const MAX_KEPT: usize = 16;
 
     fn take(&self) -> Vec<u8> {
@@ -257,18 +257,16 @@ impl<'a> Lookahead<'a> {
 
 /// Reads file `index` of `lookahead`, a JSONL file of `format`: each block's lines are parsed on
 /// `pool`, counted in `report` under `source`, and its documents handed to `consume`.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn read(
     lookahead: &mut Lookahead<'_>,
     index: usize,
     format: Format,
     source: u32,
-    options: &ReadOptions,
     pool: &rayon::ThreadPool,
     report: &mut ReadReport,
     consume: &mut dyn FnMut(&[Document<'_>]) -> Result<()>,
 ) -> Result<()> {
-    let path = &lookahead.paths[index];
+    let (path, options) = (&lookahead.paths[index], lookahead.options);
     let decoder = lookahead.take(index, format)?;
     while let Some(block) = decoder.next_block() {
         let block = block.map_err(|e| {

@@ -364,9 +364,7 @@ pub fn read_files(
         let source = report.add_source(path.display().to_string(), bytes);
         match sniff_format(path)? {
             Format::Parquet => parquet::read(path, source, options, &mut report, &mut consume_units)?,
-            format => {
-                jsonl::read(&mut lookahead, index, format, source, options, pool, &mut report, &mut consume_units)?
-            }
+            format => jsonl::read(&mut lookahead, index, format, source, pool, &mut report, &mut consume_units)?,
         }
     }
     for (source, count) in report.sources.iter_mut().zip(chunks) {

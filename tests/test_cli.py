@@ -1,7 +1,9 @@
-"""The command line: the demo runs on the bundled sample; featurize writes what the API computes."""
+"""The command line: the demo runs on the bundled sample; featurize writes what the API computes;
+every option is documented."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import numpy as np
 import pytest
 
 from tokensieve import HashedNgrams
-from tokensieve.cli import demo_files, main
+from tokensieve.cli import build_parser, demo_files, main
 
 
 def test_demo_runs_dsir_on_the_bundled_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -64,3 +66,28 @@ def test_featurize_reports_errors_cleanly(tmp_path: Path, capsys: pytest.Capture
     corpus.write_text('{"text": 1}\n')
     assert main(["featurize", str(corpus), "--on-error", "raise"]) == 2
     assert f"{corpus}:1: not_a_string" in capsys.readouterr().err
+
+
+def test_every_option_of_every_command_says_what_it_does(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert len(commands.choices) == 8
+    for name, command in commands.choices.items():
+        for action in command._actions:
+            option = "/".join(action.option_strings) or action.dest
+            assert action.help, f"tokensieve {name} {option} has no help"
+        with pytest.raises(SystemExit) as exit:
+            main([name, "--help"])
+        assert exit.value.code == 0
+        text = capsys.readouterr().out
+        # Defaults are shown; options without one (None) are not given a "(default: None)".
+        assert "(default: None)" not in text
+    assert "--seed SEED seed of the sampling (default: 0)" in _help("dsir", capsys)
+    score = _help("score", capsys)
+    assert "--text-field" in score and "--id-field" in score  # the names the other commands use
+
+
+def _help(command: str, capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    return " ".join(capsys.readouterr().out.split())  # whatever the terminal width

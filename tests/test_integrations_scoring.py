@@ -80,7 +80,7 @@ def lm_dir(texts, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def expected(lm_dir, texts) -> pa.Table:
     """TokenScorer.score on the texts it scores, in this process, all at once."""
     scorer = TokenScorer.from_pretrained(lm_dir, device="cpu")
-    return scorer.score([t for t in texts if t], id_key=None, **OPTIONS)
+    return scorer.score([t for t in texts if t], id_field=None, **OPTIONS)
 
 
 def assert_rows_match(columns: dict[str, list], texts, expected: pa.Table, prefix: str = "lm") -> None:

@@ -474,7 +474,7 @@ def test_compressed_parquet_and_in_memory_sources_agree(
     assert by_position.column("id").to_pylist() == [str(i) for i in range(8)]
     assert by_position.drop_columns(["id"]).equals(expected.drop_columns(["id"]))
     assert (
-        scorer.score(records, id_key=None, max_length=100).column("id").to_pylist()
+        scorer.score(records, id_field=None, max_length=100).column("id").to_pylist()
         == by_position.column("id").to_pylist()
     )
 

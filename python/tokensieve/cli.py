@@ -440,8 +440,8 @@ def run_score(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         stride=args.stride,
         batch_size=args.batch_size,
-        text_key=args.text_key,
-        id_key=args.id_key or None,
+        text_field=args.text_field,
+        id_field=args.id_field or None,
         on_error=args.on_error,
         min_k_ratio=args.min_k_ratio,
     )
@@ -479,54 +479,136 @@ def run_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Appends each option's default to its help, where there is one to show (not ``None``,
+    not ``False``) and the help does not already say it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        # Identity, not equality: a default of 0 (== False) is shown.
+        hidden = default is None or default is False or default == argparse.SUPPRESS
+        if hidden or "default" in text or not action.option_strings:
+            return text
+        shown = " ".join(default) if isinstance(default, list) else "%(default)s"
+        return f"{text} (default: {shown})"
+
+
+def _subcommand(sub: Any, name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help,
+        description=description or help[0].upper() + help[1:] + ".",
+        formatter_class=_HelpFormatter,
+    )
+    return parser
+
+
+def _add_reading(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--text-field", default="text", help="the JSON field, or Parquet column, of the text")
+    parser.add_argument(
+        "--on-error",
+        choices=["skip", "raise"],
+        default="skip",
+        help="a bad record (malformed JSON, invalid UTF-8, missing or non-string text): count it "
+        "and go on, or stop with an error naming its file and line",
+    )
+
+
+def _add_feature_space(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--hash",
+        choices=["dsir-sha256", "fast-v1"],
+        default="dsir-sha256",
+        help="n-gram hashing: data-selection's (same buckets as the package) or tokensieve's faster one",
+    )
+    parser.add_argument("--ngrams", type=int, default=2, help="n-grams of 1 to N words are counted")
+    parser.add_argument("--buckets", type=int, default=10000, help="hash buckets of the feature vectors")
+
+
+def _add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--num-threads",
+        type=int,
+        default=None,
+        help="threads (default: TOKENSIEVE_NUM_THREADS, else every CPU)",
+    )
+
+
+def _add_shard_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        choices=["jsonl", "jsonl.zst", "parquet"],
+        default="jsonl.zst",
+        help="format of the output shards",
+    )
+
+
+def _add_progress(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"{what} on stderr (default: when stderr is a terminal)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tokensieve", description=__doc__.splitlines()[0])
+    """The ``tokensieve`` argument parser, with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="tokensieve",
+        description="Score and select language-model pretraining data.",
+        formatter_class=_HelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"tokensieve {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run DSIR on the bundled sample and print a summary")
-    demo.add_argument("--num-threads", type=int, default=None)
+    demo = _subcommand(sub, "demo", "run DSIR on the bundled sample and print a summary")
+    _add_threads(demo)
     demo.add_argument("--out", help="keep the selection here (default: a temporary directory)")
 
-    dsir = sub.add_parser("dsir", help="select raw documents that look like the target (DSIR)")
+    dsir = _subcommand(sub, "dsir", "select raw documents that look like the target (DSIR)")
     dsir.add_argument("--raw", nargs="+", required=True, help="raw pool: files, directories or globs")
     dsir.add_argument("--target", nargs="+", required=True, help="target: files, directories or globs")
     size = dsir.add_mutually_exclusive_group(required=True)
     size.add_argument("--k", type=int, help="number of documents to select")
     size.add_argument("--fraction", type=float, help="fraction of the eligible documents to select")
     dsir.add_argument("--out", required=True, help="output directory (shards + manifest.json)")
-    dsir.add_argument("--seed", type=int, default=0)
-    dsir.add_argument("--method", choices=["gumbel", "topk", "replacement"], default="gumbel")
-    dsir.add_argument("--hash", choices=["dsir-sha256", "fast-v1"], default="dsir-sha256")
-    dsir.add_argument("--ngrams", type=int, default=2)
-    dsir.add_argument("--buckets", type=int, default=10000)
-    dsir.add_argument("--min-example-length", type=int, default=100)
+    dsir.add_argument("--seed", type=int, default=0, help="seed of the sampling")
+    dsir.add_argument(
+        "--method",
+        choices=["gumbel", "topk", "replacement"],
+        default="gumbel",
+        help="gumbel: sample without replacement in proportion to the importance weights; topk: "
+        "the k largest weights; replacement: k draws with replacement",
+    )
+    _add_feature_space(dsir)
+    dsir.add_argument(
+        "--min-example-length", type=int, default=100, help="documents with fewer tokens are never selected"
+    )
     dsir.add_argument(
         "--chunk-words", type=int, default=None, help="cut documents into pieces of N words (the paper: 128)"
     )
-    dsir.add_argument("--text-field", default="text")
-    dsir.add_argument("--on-error", choices=["skip", "raise"], default="skip")
-    dsir.add_argument("--format", choices=["jsonl", "jsonl.zst", "parquet"], default="jsonl.zst")
-    dsir.add_argument("--num-threads", type=int, default=None)
-    dsir.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bars on stderr (default: when stderr is a terminal)",
-    )
+    _add_reading(dsir)
+    _add_shard_format(dsir)
+    _add_threads(dsir)
+    _add_progress(dsir, "progress bars")
 
-    feat = sub.add_parser("featurize", help="count hashed n-grams over corpus files")
+    feat = _subcommand(sub, "featurize", "count hashed n-grams over corpus files")
     feat.add_argument("inputs", nargs="+", help="files, directories or glob patterns")
-    feat.add_argument("--ngrams", type=int, default=2)
-    feat.add_argument("--buckets", type=int, default=10000)
-    feat.add_argument("--tokenizer", choices=["wordpunct", "whitespace"], default="wordpunct")
-    feat.add_argument("--hash", choices=["dsir-sha256", "fast-v1"], default="dsir-sha256")
-    feat.add_argument("--text-field", default="text")
-    feat.add_argument("--on-error", choices=["skip", "raise"], default="skip")
-    feat.add_argument("--num-threads", type=int, default=None)
+    feat.add_argument(
+        "--tokenizer",
+        choices=["wordpunct", "whitespace"],
+        default="wordpunct",
+        help="wordpunct: lowercased runs of word characters or of punctuation (data-selection's); "
+        "whitespace: fastText's split",
+    )
+    _add_feature_space(feat)
+    _add_reading(feat)
+    _add_threads(feat)
     feat.add_argument("--out", help="write the total counts here as .npy (atomically)")
 
-    classify = sub.add_parser("classify", help="score documents with a fastText classifier and keep the best")
+    classify = _subcommand(sub, "classify", "score documents with a fastText classifier and keep the best")
     classify.add_argument("--model", required=True, help="fastText .bin or .ftz model")
     classify.add_argument("--input", nargs="+", required=True, help="files, directories or globs")
     classify.add_argument("--out", required=True, help="output directory (scores.npy, shards, manifest.json)")
@@ -538,60 +620,64 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=["dclm", "datatrove", "space", "fasttext"],
         default="dclm",
-        help="newline handling",
+        help="newline handling: dclm joins the stripped lines with spaces, datatrove deletes the "
+        "line breaks of the stripped text, space replaces them with spaces, fasttext refuses them",
     )
-    classify.add_argument("--format", choices=["jsonl", "jsonl.zst", "parquet"], default="jsonl.zst")
-    classify.add_argument("--text-field", default="text")
-    classify.add_argument("--on-error", choices=["skip", "raise"], default="skip")
-    classify.add_argument("--num-threads", type=int, default=None)
-    classify.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bars on stderr (default: when stderr is a terminal)",
-    )
+    _add_shard_format(classify)
+    _add_reading(classify)
+    _add_threads(classify)
+    _add_progress(classify, "progress bars")
 
-    train = sub.add_parser("train-classifier", help="train a fastText classifier (fastText's algorithm)")
+    train = _subcommand(
+        sub,
+        "train-classifier",
+        "train a fastText classifier (fastText's algorithm)",
+        "Train a supervised fastText classifier with fastText's algorithm, hyper-parameters and "
+        "defaults; the .bin it writes loads in the fasttext package.",
+    )
     train.add_argument("--input", required=True, help="training file: '__label__X text' per line")
     train.add_argument("--output", required=True, help="model file to write (.bin)")
-    for name, kind, default in (
-        ("lr", float, 0.1),
-        ("dim", int, 100),
-        ("ws", int, 5),
-        ("epoch", int, 5),
-        ("minCount", int, 1),
-        ("minCountLabel", int, 0),
-        ("minn", int, 0),
-        ("maxn", int, 0),
-        ("neg", int, 5),
-        ("wordNgrams", int, 1),
-        ("bucket", int, 2_000_000),
-        ("lrUpdateRate", int, 100),
-        ("t", float, 1e-4),
-        ("seed", int, 0),
+    for name, kind, default, meaning in (
+        ("lr", float, 0.1, "learning rate"),
+        ("dim", int, 100, "size of the word vectors"),
+        ("ws", int, 5, "context window (unused by supervised training, kept in the model)"),
+        ("epoch", int, 5, "passes over the data"),
+        ("minCount", int, 1, "words seen fewer times are dropped"),
+        ("minCountLabel", int, 0, "labels seen fewer times are dropped"),
+        ("minn", int, 0, "shortest character n-gram (0: none)"),
+        ("maxn", int, 0, "longest character n-gram (0: none)"),
+        ("neg", int, 5, "negatives sampled (loss ns)"),
+        ("wordNgrams", int, 1, "word n-grams up to this length"),
+        ("bucket", int, 2_000_000, "hash buckets of the n-grams"),
+        ("lrUpdateRate", int, 100, "tokens between learning-rate updates"),
+        ("t", float, 1e-4, "sampling threshold (unused by supervised training, kept in the model)"),
+        ("seed", int, 0, "seed of the initialisation and sampling"),
     ):
-        train.add_argument(f"--{name}", type=kind, default=default)
-    train.add_argument("--loss", choices=["softmax", "hs", "ns", "ova"], default="softmax")
-    train.add_argument("--label", default="__label__", help="label prefix")
-    train.add_argument("--thread", type=int, default=None, help="default: CPUs - 1, as fastText")
+        train.add_argument(f"--{name}", type=kind, default=default, help=meaning)
     train.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress line on stderr (default: when stderr is a terminal)",
+        "--loss",
+        choices=["softmax", "hs", "ns", "ova"],
+        default="softmax",
+        help="softmax, hierarchical softmax, negative sampling or one-vs-all",
     )
+    train.add_argument("--label", default="__label__", help="label prefix")
+    train.add_argument(
+        "--thread", type=int, default=None, help="training threads (default: CPUs - 1, as fastText)"
+    )
+    _add_progress(train, "a progress line")
 
     from tokensieve.methods.perplexity_correlations import ESTIMATORS
     from tokensieve.methods.tables import METHODS
 
-    select = sub.add_parser(
+    select = _subcommand(
+        sub,
         "select",
-        help="select documents from per-document score tables (Parquet)",
-        description="Reads score tables (one row per document: id plus score columns), applies a "
-        "method and writes the selected ids with manifest.json. NaN (or null) scores raise unless "
+        "select documents from per-document score tables (Parquet)",
+        "Reads score tables (one row per document: id plus score columns), applies a method and "
+        "writes the selected ids with manifest.json. NaN (or null) scores raise unless "
         "--nan-policy reject, which never selects them and counts them apart.",
     )
-    select.add_argument("--method", choices=METHODS, required=True)
+    select.add_argument("--method", choices=METHODS, required=True, help="the selection method")
     select.add_argument(
         "--scores",
         nargs="+",
@@ -600,10 +686,17 @@ def build_parser() -> argparse.ArgumentParser:
         "(perplexity-correlations)",
     )
     select.add_argument("--out", required=True, help="output directory (selected ids, manifest.json)")
-    select.add_argument("--format", choices=["parquet", "jsonl"], default="parquet")
+    select.add_argument(
+        "--format", choices=["parquet", "jsonl"], default="parquet", help="format of the id list"
+    )
     select.add_argument("--column", help="score column (default: per method: mean_nll, perplexity, ...)")
-    select.add_argument("--id-column", default="id")
-    select.add_argument("--nan-policy", choices=["raise", "reject"], default="raise")
+    select.add_argument("--id-column", default="id", help="the column of the document ids")
+    select.add_argument(
+        "--nan-policy",
+        choices=["raise", "reject"],
+        default="raise",
+        help="a NaN or null score: stop with an error, or never select the document",
+    )
     size = select.add_mutually_exclusive_group()
     size.add_argument("--k", type=int, help="top-k, bottom-k, color: number of documents")
     size.add_argument(
@@ -623,7 +716,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="ccnet: perplexity cutoffs (default: the pool's 30th and 60th percentiles)",
     )
     select.add_argument(
-        "--keep-buckets", nargs="+", choices=["head", "middle", "tail"], default=["head"], help="ccnet"
+        "--keep-buckets",
+        nargs="+",
+        choices=["head", "middle", "tail"],
+        default=["head"],
+        help="ccnet: the perplexity buckets kept",
     )
     select.add_argument("--threshold", type=float, help="min-k: scores above it are likely training members")
     select.add_argument("--keep-members", action="store_true", help="min-k: keep the members instead")
@@ -633,11 +730,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="perplexity-correlations: each model's benchmark error (1 - accuracy), in --scores order",
     )
-    select.add_argument("--estimator", choices=ESTIMATORS, default="spearmanr")
-    select.add_argument("--projection", choices=["linear", "l2"], default="linear")
+    select.add_argument(
+        "--estimator", choices=ESTIMATORS, default="spearmanr", help="perplexity-correlations: the estimator"
+    )
+    select.add_argument(
+        "--projection",
+        choices=["linear", "l2"],
+        default="linear",
+        help="perplexity-correlations: the projection",
+    )
     select.add_argument("--tokens-column", default="tokens", help="perplexity-correlations: token counts")
 
-    score = sub.add_parser("score", help="per-document language-model statistics of corpus files, to Parquet")
+    score = _subcommand(sub, "score", "per-document language-model statistics of corpus files, to Parquet")
     score.add_argument(
         "--model", required=True, help="directory of a Hugging Face causal LM and its tokenizer"
     )
@@ -652,30 +756,37 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--stride", type=int, default=None, help="window stride (default: max-length - 1)")
     score.add_argument("--batch-size", type=int, default=8, help="rows of max-length tokens per forward pass")
     score.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    score.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto")
-    score.add_argument("--packing", choices=["auto", "pad", "pack"], default="auto")
-    score.add_argument("--text-key", default="text")
-    score.add_argument("--id-key", default="id", help='record field of the id ("" for locations only)')
-    score.add_argument("--min-k-ratio", type=float, default=0.2)
-    score.add_argument("--on-error", choices=["skip", "raise"], default="skip")
     score.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar on stderr (default: when stderr is a terminal)",
+        "--dtype",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        default="auto",
+        help="weights' dtype (auto: bfloat16 on a GPU that has it, else float32)",
     )
+    score.add_argument(
+        "--packing",
+        choices=["auto", "pad", "pack"],
+        default="auto",
+        help="several windows per row (pack) or one, padded (pad); auto packs when the model keeps "
+        "packed windows apart",
+    )
+    _add_reading(score)
+    score.add_argument("--id-field", default="id", help='the record field of the id ("" for locations only)')
+    score.add_argument(
+        "--min-k-ratio", type=float, default=0.2, help="the fraction of tokens Min-K%% and Min-K%%++ average"
+    )
+    _add_progress(score, "a progress bar")
 
-    plot = sub.add_parser("plot", help="histogram of a score column with a selection threshold, to PNG")
+    plot = _subcommand(sub, "plot", "histogram of a score column with a selection threshold, to PNG")
     plot.add_argument("--scores", required=True, help="Parquet file written by tokensieve score")
-    plot.add_argument("--column", default="mean_nll")
+    plot.add_argument("--column", default="mean_nll", help="the score column drawn")
     rule = plot.add_mutually_exclusive_group()
     rule.add_argument("--threshold", type=float, help="draw this threshold")
     rule.add_argument("--top-k", type=int, help="the threshold that keeps the k best documents")
     rule.add_argument("--quantile", type=float, help="the threshold at this quantile of the column")
     plot.add_argument(
-        "--keep", choices=["low", "high"], default="low", help="which side is kept (default: low)"
+        "--keep", choices=["low", "high"], default="low", help="which side of the threshold is kept"
     )
-    plot.add_argument("--bins", type=int, default=50)
+    plot.add_argument("--bins", type=int, default=50, help="histogram bins")
     plot.add_argument("--out", required=True, help="PNG file to write")
     return parser
 

@@ -206,8 +206,8 @@ class _Options:
     max_length: int
     stride: int
     batch_size: int
-    text_key: str
-    id_key: str | None
+    text_field: str
+    id_field: str | None
     on_error: OnError
     min_k_ratio: float
 
@@ -365,8 +365,8 @@ class TokenScorer:
         max_length: int | None = None,
         stride: int | None = None,
         batch_size: int = 8,
-        text_key: str = "text",
-        id_key: str | None = "id",
+        text_field: str = "text",
+        id_field: str | None = "id",
         on_error: OnError = "skip",
         min_k_ratio: float = 0.2,
         progress: bool = False,
@@ -384,7 +384,7 @@ class TokenScorer:
             stride: start-to-start distance of the windows of a long document; default
                 ``max_length - 1``.
             batch_size: forward passes hold at most ``batch_size * max_length`` tokens.
-            text_key, id_key: the record fields of the text and of the id.
+            text_field, id_field: the record fields of the text and of the id.
             on_error: ``"skip"`` or ``"raise"`` for bad records (:mod:`tokensieve.io`).
             min_k_ratio: the fraction of tokens Min-K% and Min-K%++ average.
             progress: a progress bar on stderr.
@@ -393,8 +393,8 @@ class TokenScorer:
             max_length=max_length,
             stride=stride,
             batch_size=batch_size,
-            text_key=text_key,
-            id_key=id_key,
+            text_field=text_field,
+            id_field=id_field,
             on_error=on_error,
             min_k_ratio=min_k_ratio,
         )
@@ -641,8 +641,8 @@ class TokenScorer:
                 "packing": self.packing,
                 "add_special_tokens": self.add_special_tokens,
                 "min_k_ratio": opts.min_k_ratio,
-                "text_key": opts.text_key,
-                "id_key": opts.id_key,
+                "text_field": opts.text_field,
+                "id_field": opts.id_field,
                 "on_error": opts.on_error,
             },
             "output": {"path": out.name, "rows": report.scored, "columns": list(COLUMNS)},
@@ -670,8 +670,8 @@ def _options(
     max_length: int | None = None,
     stride: int | None = None,
     batch_size: int = 8,
-    text_key: str = "text",
-    id_key: str | None = "id",
+    text_field: str = "text",
+    id_field: str | None = "id",
     on_error: OnError = "skip",
     min_k_ratio: float = 0.2,
 ) -> _Options:
@@ -692,7 +692,7 @@ def _options(
         raise InvalidArgumentError(f"batch_size must be >= 1, got {batch_size}")
     if not 0 < min_k_ratio <= 1:
         raise InvalidArgumentError(f"min_k_ratio must be in (0, 1], got {min_k_ratio}")
-    return _Options(max_length, stride, batch_size, text_key, id_key, on_error, min_k_ratio)
+    return _Options(max_length, stride, batch_size, text_field, id_field, on_error, min_k_ratio)
 
 
 def manifest_path(out: str | os.PathLike[str]) -> Path:
@@ -911,7 +911,7 @@ def _encoder(tokenizer: Any, add_special_tokens: bool) -> Callable[[list[str]], 
 
 
 def _reader(source: Any, opts: _Options) -> DocumentReader:
-    return DocumentReader(source, text_field=opts.text_key, id_field=opts.id_key, on_error=opts.on_error)
+    return DocumentReader(source, text_field=opts.text_field, id_field=opts.id_field, on_error=opts.on_error)
 
 
 def _progress_bytes(reader: DocumentReader) -> int:

@@ -401,7 +401,7 @@ class TokenScores(BatchFunction):
         return self._scorer
 
     def _compute(self, texts: Any) -> Computed:
-        table, report = self._loaded().score(texts, id_key=None, return_report=True, **self.options)
+        table, report = self._loaded().score(texts, id_field=None, return_report=True, **self.options)
         # Documents are identified by their position in ``texts``; every skipped one is located
         # (at most MAX_ROWS_PER_CALL rows per call).
         reasons: list[str | None] = [None] * len(texts)

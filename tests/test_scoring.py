@@ -452,6 +452,117 @@ def test_parquet_rows_are_gathered_into_row_groups(
     assert parquet.read().equals(scorer.score(texts[:10], max_length=48, batch_size=1))
 
 
+@pytest.fixture
+def checkpointed(texts: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Files, dict]:
+    """Two files of documents with bad records and unscorable documents between them, and the
+    options that score them in chunks of a few documents, with a checkpoint after each."""
+    monkeypatch.setattr(scoring, "CHUNK_BATCHES", 1)
+    monkeypatch.setattr(scoring, "CHECKPOINT_ROWS", 1)
+    first = [json.dumps({"text": t}).encode() for t in texts[:8]]
+    first[2:2] = [b"", b'{"text": "cut', json.dumps({"text": ""}).encode()]
+    second = [json.dumps({"text": t, "id": f"b{i}"}).encode() for i, t in enumerate(texts[8:14])]
+    second[4:4] = [json.dumps({"body": "no text"}).encode()]
+    files = Files([write_corpus(tmp_path / "one.jsonl", first), write_corpus(tmp_path / "two.jsonl", second)])
+    return files, {"max_length": 64, "batch_size": 2}
+
+
+SCORE_CHUNK = TokenScorer._score_chunk
+
+
+def kill_after(monkeypatch: pytest.MonkeyPatch, chunks: int | None) -> list[int]:
+    """Makes TokenScorer fail in the chunk after ``chunks`` scored chunks (``None``: never);
+    returns the documents of each chunk scored."""
+    scored: list[int] = []
+
+    def score_chunk(self, chunk, opts):
+        if len(scored) == chunks:
+            raise RuntimeError("killed")
+        scored.append(len(chunk.records))
+        return SCORE_CHUNK(self, chunk, opts)
+
+    monkeypatch.setattr(TokenScorer, "_score_chunk", score_chunk)
+    return scored
+
+
+def manifest_without_times(out: Path) -> dict:
+    manifest = json.loads(manifest_path(out).read_text())
+    del manifest["created"], manifest["seconds"], manifest["counts"]["resumed"]
+    return manifest
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(
+    scorer: TokenScorer, checkpointed: tuple[Files, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus, options = checkpointed
+    clean = tmp_path / "clean" / "scores.parquet"
+    every_chunk = kill_after(monkeypatch, None)
+    scorer.score_to_parquet(corpus, clean, **options)
+    assert len(every_chunk) >= 5 and not (tmp_path / "clean" / "scores.parquet.parts").exists()
+
+    out = tmp_path / "out" / "scores.parquet"
+    parts = tmp_path / "out" / "scores.parquet.parts"
+    before = kill_after(monkeypatch, 3)
+    with pytest.raises(RuntimeError, match="killed"):
+        scorer.score_to_parquet(corpus, out, **options)
+    assert not out.exists() and sorted(p.name for p in parts.iterdir()) == [
+        "part-00000.parquet",
+        "part-00001.parquet",
+        "part-00002.parquet",
+        "state.json",
+    ]
+    (parts / "part-00003.parquet").write_bytes(b"a part written after the last state")
+
+    after = kill_after(monkeypatch, None)
+    report = scorer.score_to_parquet(corpus, out, **options)
+    # Only the documents after the checkpoint were scored again, in the same chunks.
+    assert after == every_chunk[3:] and before == every_chunk[:3]
+    assert report.resumed == sum(before) and report.scored == sum(every_chunk)
+    assert f"({sum(before)} of the documents by an interrupted run, resumed)" in report.summary()
+    assert pq.read_table(out).equals(pq.read_table(clean))  # bit for bit
+    assert manifest_without_times(out) == manifest_without_times(clean)
+    assert json.loads(manifest_path(out).read_text())["counts"]["resumed"] == sum(before)
+    assert not parts.exists()
+
+
+def test_a_checkpoint_resumes_only_the_same_run(
+    scorer: TokenScorer,
+    checkpointed: tuple[Files, dict],
+    texts: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    corpus, options = checkpointed
+    out = tmp_path / "scores.parquet"
+    kill_after(monkeypatch, 2)
+    with pytest.raises(RuntimeError, match="killed"):
+        scorer.score_to_parquet(corpus, out, **options)
+
+    kill_after(monkeypatch, None)
+    with pytest.raises(
+        InvalidArgumentError, match=r"scores.parquet.parts holds an interrupted run with other options"
+    ):
+        scorer.score_to_parquet(corpus, out, max_length=32, batch_size=2)
+    with pytest.raises(InvalidArgumentError, match=r"other files"):
+        scorer.score_to_parquet(Files(corpus.paths[:1]), out, **options)
+    all_again = kill_after(monkeypatch, None)
+    report = scorer.score_to_parquet(corpus, out, resume=False, **options)
+    assert report.resumed == 0 and sum(all_again) == report.scored
+
+    # Input in memory cannot be recognised: it always starts over.
+    kill_after(monkeypatch, 1)
+    with pytest.raises(RuntimeError, match="killed"):
+        scorer.score_to_parquet(texts[:10], out, **options)
+    all_again = kill_after(monkeypatch, None)
+    assert scorer.score_to_parquet(texts[:10], out, **options).resumed == 0 and sum(all_again) == 10
+
+    foreign = tmp_path / "other.parquet.parts"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(InvalidArgumentError, match="not a tokensieve checkpoint"):
+        scorer.score_to_parquet(corpus, tmp_path / "other.parquet", **options)
+    assert (foreign / "notes.txt").exists()
+
+
 def test_compressed_parquet_and_in_memory_sources_agree(
     scorer: TokenScorer, texts: list[str], tmp_path: Path
 ) -> None:

@@ -437,6 +437,7 @@ def run_score(args: argparse.Namespace) -> int:
         Files(args.input),
         args.out,
         progress=sys.stderr.isatty() if args.progress is None else args.progress,
+        resume=args.resume,
         max_length=args.max_length,
         stride=args.stride,
         batch_size=args.batch_size,
@@ -773,6 +774,13 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--id-field", default="id", help='the record field of the id ("" for locations only)')
     score.add_argument(
         "--min-k-ratio", type=float, default=0.2, help="the fraction of tokens Min-K%% and Min-K%%++ average"
+    )
+    score.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="go on from the checkpoint of an interrupted run with the same input, model and "
+        "options (OUT.parts/); --no-resume starts over",
     )
     _add_progress(score, "a progress bar")
 

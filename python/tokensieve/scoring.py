@@ -74,21 +74,36 @@ each chunk's rows go into a Parquet row group of 65,536 rows held in columns all
 Results do not depend on the chunking, except for floating-point rounding in the batched
 matrix products.
 
+**Interrupted runs resume.** :meth:`TokenScorer.score_to_parquet` commits a checkpoint to
+``<out>.parts/`` every 65,536 rows or 60 seconds: a Parquet part with the rows scored since
+the last one, and ``state.json`` with how many input records were read through them and the
+counts then. Run again with the same input files, model and options, it reads past those
+records without scoring them and goes on; the output and manifest are those of an uninterrupted
+run (the chunks after the checkpoint are the same ones, so even the rounding is). Different
+settings raise an error naming them; ``resume=False`` (``--no-resume``) starts over. The parts
+are removed once the output is complete. Input held in memory always starts over.
+
 Needs torch, transformers (or a ``tokenizers.Tokenizer``) and pyarrow:
 ``pip install tokensieve[scoring]``.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import itertools
+import json
 import math
 import os
 import queue
+import re
+import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, cast
 
 import numpy as np
 import torch
@@ -96,7 +111,16 @@ from torch.nn import functional
 
 from tokensieve import kernels
 from tokensieve.exceptions import InvalidArgumentError, MissingDependencyError, ModelFormatError
-from tokensieve.io import MAX_SKIPPED_LISTED, DocumentReader, OnError, ReadReport, Record, SkippedRecord
+from tokensieve.io import (
+    MAX_SKIPPED_LISTED,
+    DocumentReader,
+    OnError,
+    ReadReport,
+    Record,
+    SkippedRecord,
+    corpus_files,
+    is_file_source,
+)
 from tokensieve.output import atomic_file, file_sha256, manifest_header, write_json
 from tokensieve.progress import ProgressBar
 
@@ -150,6 +174,10 @@ ROW_MULTIPLE = 8
 DEFAULT_MAX_LENGTH = 1024
 #: Rows gathered into one Parquet row group (about 8 MB of numeric columns, plus the ids).
 PARQUET_ROW_GROUP_ROWS = 1 << 16
+#: score_to_parquet commits a checkpoint after this many rows or seconds, whichever comes first:
+#: an interrupted run loses at most that much work.
+CHECKPOINT_ROWS = PARQUET_ROW_GROUP_ROWS
+CHECKPOINT_SECONDS = 60.0
 LN2 = math.log(2.0)
 
 T = TypeVar("T")
@@ -185,16 +213,21 @@ class ScoreReport:
     #: Documents scored per source, in the order of ``read.sources``.
     scored_per_source: tuple[int, ...]
     seconds: float
+    #: Of ``scored``, the documents an interrupted earlier run scored (taken from its checkpoint).
+    resumed: int = 0
 
     @property
     def records(self) -> int:
         return self.read.records
 
     def summary(self) -> str:
-        """One line: documents scored, tokens, speed, and skips per reason."""
-        rate = self.tokens / max(self.seconds, 1e-9)
+        """One line: documents scored, tokens, speed (of a run that did not resume), and skips
+        per reason."""
         text = f"{self.scored:,} documents scored, {self.tokens:,} tokens in {self.seconds:.2f} s"
-        text += f" ({rate:,.0f} tokens/s)"
+        if self.resumed:
+            text += f" ({self.resumed:,} of the documents by an interrupted run, resumed)"
+        else:
+            text += f" ({self.tokens / max(self.seconds, 1e-9):,.0f} tokens/s)"
         skips = {**self.read.skipped, **self.skipped}
         if skips:
             text += "; skipped: " + ", ".join(f"{n:,} {reason}" for reason, n in sorted(skips.items()))
@@ -231,6 +264,23 @@ class _Tally:
             name = reader.report.sources[record.source].name
             self.listed.append(SkippedRecord(name, record.line, reason, detail))
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "skipped": self.skipped,
+            "listed": [dataclasses.astuple(r) for r in self.listed],
+            "scored": {str(source): n for source, n in self.scored.items()},
+            "tokens": self.tokens,
+        }
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> _Tally:
+        return cls(
+            dict(value["skipped"]),
+            [SkippedRecord(*r) for r in value["listed"]],
+            {int(source): n for source, n in value["scored"].items()},
+            value["tokens"],
+        )
+
 
 @dataclass
 class _Batch:
@@ -254,6 +304,17 @@ class _Chunk:
     cu_seqlens: np.ndarray  # [D + 1] offsets of each document's scored tokens
     batches: list[_Batch]
     bytes_read: int
+    #: Records the reader had handed out through this chunk's last one, and the counts then.
+    records_read: int
+    tally: _Tally
+
+
+class _Scored(NamedTuple):
+    """The rows of a chunk, the records read through it and the counts then."""
+
+    batch: pa.RecordBatch
+    records_read: int
+    tally: _Tally
 
 
 class TokenScorer:
@@ -400,33 +461,93 @@ class TokenScorer:
         )
         pa = _pyarrow()
         report_box: list[ScoreReport] = []
-        batches = list(self._score_batches(source, opts, progress, report_box))
+        batches = [scored.batch for scored in self._score_batches(source, opts, progress, report_box)]
         table = pa.Table.from_batches(batches, schema=_schema())
         return (table, report_box[0]) if return_report else table
 
     def score_to_parquet(
-        self, source: Any, out: str | os.PathLike[str], *, progress: bool = False, **options: Any
+        self,
+        source: Any,
+        out: str | os.PathLike[str],
+        *,
+        progress: bool = False,
+        resume: bool = True,
+        **options: Any,
     ) -> ScoreReport:
-        """Scores ``source`` into the Parquet file ``out``, written as rows are reduced (memory
-        stays bounded) under a temporary name and renamed when complete, then the manifest
+        """Scores ``source`` into the Parquet file ``out``, then writes the manifest
         :func:`manifest_path` (``out`` with ``.manifest.json``), which accounts for every
-        record. ``options`` are those of :meth:`score`. Returns the report."""
+        record. ``options`` are those of :meth:`score`. Returns the report.
+
+        Memory stays bounded: rows go to checkpointed parts in ``<out>.parts/`` as they are
+        reduced, and into ``out`` (written under a temporary name, renamed when complete) at
+        the end. With ``resume=True`` a run interrupted on the same input files, model and
+        options goes on from its last checkpoint (module docstring); ``resume=False`` starts
+        over.
+
+        Raises:
+            InvalidArgumentError: ``<out>.parts/`` holds an interrupted run with other settings
+                (resume with the same ones, or pass ``resume=False``), or is not a checkpoint.
+        """
         _pyarrow()  # a clear error when it is missing
         import pyarrow.parquet as pq
 
         out_path = Path(out)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         opts = self._options(**options)
+        checkpoint = _Checkpoint(out_path, self._settings(source, opts), resume)
         report_box: list[ScoreReport] = []
+        pending: list[pa.RecordBatch] = []
+        since = time.monotonic()
+        for scored in self._score_batches(source, opts, progress, report_box, checkpoint.start()):
+            pending.append(scored.batch)
+            rows = sum(batch.num_rows for batch in pending)
+            if rows >= CHECKPOINT_ROWS or time.monotonic() - since >= CHECKPOINT_SECONDS:
+                checkpoint.commit(pending, scored)
+                pending, since = [], time.monotonic()
         with atomic_file(out_path) as f, pq.ParquetWriter(f, _schema()) as writer:
             row_groups = _RowGroups(writer, PARQUET_ROW_GROUP_ROWS)
-            for batch in self._score_batches(source, opts, progress, report_box):
+            for batch in itertools.chain(checkpoint.batches(), pending):
                 row_groups.add(batch)
             row_groups.flush()
         report = report_box[0]
         manifest = self._manifest(report, opts, out_path)
         write_json(manifest_path(out_path), manifest)
+        checkpoint.remove()
         return report
+
+    def _settings(self, source: Any, opts: _Options) -> dict[str, Any] | None:
+        """What a checkpoint must have been made with to be resumed (JSON values): the input
+        files (path, size, modification time), the options, the layout and the model; ``None``
+        for input in memory, which cannot be told apart from other input."""
+        if not is_file_source(source):
+            return None
+        files = []
+        for path in corpus_files(source):
+            try:
+                stat = os.stat(path)
+                files.append([os.path.abspath(path), stat.st_size, stat.st_mtime_ns])
+            except OSError:
+                files.append([os.path.abspath(path), None, None])  # the reader raises the error
+        config = getattr(self.model, "config", None)
+        head = self.head_weight.detach()
+        settings = {
+            "files": files,
+            "options": dataclasses.asdict(opts),
+            "packing": self.packing,
+            "add_special_tokens": self.add_special_tokens,
+            "backend": self.backend,
+            "model": {
+                "class": type(self.model).__name__,
+                "name_or_path": getattr(config, "_name_or_path", None),
+                "parameters": sum(p.numel() for p in self.model.parameters()),
+                "dtype": str(head.dtype),
+                "device": self.device.type,
+                "head_shape": list(head.shape),
+                # A cheap fingerprint of the weights (a full hash would read gigabytes).
+                "head_sum": sum(float(rows.sum(dtype=torch.float64)) for rows in head.split(4096)),
+            },
+        }
+        return cast(dict[str, Any], json.loads(json.dumps(settings)))
 
     def forward_inputs(self, source: Any, **options: Any) -> Iterator[dict[str, torch.Tensor | None]]:
         """The inputs of each forward pass :meth:`score` runs over ``source`` with ``options``
@@ -447,20 +568,28 @@ class TokenScorer:
         return _options(self.max_positions, **options)
 
     def _score_batches(
-        self, source: Any, opts: _Options, progress: bool, report_box: list[ScoreReport]
-    ) -> Iterator[pa.RecordBatch]:
-        """Arrow record batches of the scored documents, chunk by chunk; appends the report to
-        ``report_box`` once the source is exhausted."""
+        self,
+        source: Any,
+        opts: _Options,
+        progress: bool,
+        report_box: list[ScoreReport],
+        resume_from: _Resume | None = None,
+    ) -> Iterator[_Scored]:
+        """The scored documents chunk by chunk, as Arrow record batches; appends the report to
+        ``report_box`` once the source is exhausted. ``resume_from``: the records an earlier
+        run read (not scored again) and its counts."""
         start = time.perf_counter()
         reader = _reader(source, opts)
-        tally = _Tally()
+        tally = copy.deepcopy(resume_from.tally) if resume_from else _Tally()
+        resumed = resume_from.rows if resume_from else 0
         bar = ProgressBar("score", reader.total_bytes) if progress else None
-        scored = 0
+        scored = resumed
+        skip = resume_from.records_read if resume_from else 0
         try:
-            for chunk in _prefetch(self._chunks(reader, opts, tally), depth=2):
+            for chunk in _prefetch(self._chunks(reader, opts, tally, skip), depth=2):
                 columns = self._score_chunk(chunk, opts)
                 scored += len(chunk.records)
-                yield _record_batch(chunk, columns)
+                yield _Scored(_record_batch(chunk, columns), chunk.records_read, chunk.tally)
                 if bar is not None:
                     bar(chunk.bytes_read, scored)
             if bar is not None:  # the input after the last chunk (skipped records) is read too
@@ -474,19 +603,39 @@ class TokenScorer:
         seconds = time.perf_counter() - start
         report_box.append(
             ScoreReport(
-                read, scored, tally.tokens, dict(tally.skipped), tuple(tally.listed), per_source, seconds
+                read,
+                scored,
+                tally.tokens,
+                dict(tally.skipped),
+                tuple(tally.listed),
+                per_source,
+                seconds,
+                resumed,
             )
         )
 
-    def _chunks(self, reader: DocumentReader, opts: _Options, tally: _Tally) -> Iterator[_Chunk]:
-        """Reads, encodes and lays out the documents into chunks (runs on the prefetch thread)."""
+    def _chunks(
+        self, reader: DocumentReader, opts: _Options, tally: _Tally, skip: int = 0
+    ) -> Iterator[_Chunk]:
+        """Reads, encodes and lays out the documents into chunks (runs on the prefetch thread),
+        after the first ``skip`` records the reader hands out (read, counted by the reader,
+        neither encoded nor tallied). A chunk ends after the record that fills its token
+        budget, so the chunks after a checkpoint are the same however the run started."""
         budget = CHUNK_BATCHES * opts.batch_tokens
         records: list[Record] = []
         tokens: list[np.ndarray] = []
         held = 0
+        records_read = 0
         for batch in reader:
+            if records_read + len(batch) <= skip:
+                records_read += len(batch)
+                continue
+            if records_read < skip:
+                batch = batch[skip - records_read :]
+                records_read = skip
             encoded = self._encode([r.text for r in batch])
             for record, ids in zip(batch, encoded, strict=True):
+                records_read += 1
                 if not record.text:
                     tally.skip(reader, record, "empty_text", "the text is empty")
                 elif len(ids) < 2:
@@ -498,13 +647,19 @@ class TokenScorer:
                     tally.scored[record.source] = tally.scored.get(record.source, 0) + 1
                     tally.tokens += len(ids) - 1
                 if held >= budget:
-                    yield self._chunk(records, tokens, opts, _progress_bytes(reader))
+                    yield self._chunk(records, tokens, opts, _progress_bytes(reader), records_read, tally)
                     records, tokens, held = [], [], 0
         if records:
-            yield self._chunk(records, tokens, opts, _progress_bytes(reader))
+            yield self._chunk(records, tokens, opts, _progress_bytes(reader), records_read, tally)
 
     def _chunk(
-        self, records: list[Record], tokens: list[np.ndarray], opts: _Options, bytes_read: int
+        self,
+        records: list[Record],
+        tokens: list[np.ndarray],
+        opts: _Options,
+        bytes_read: int,
+        records_read: int,
+        tally: _Tally,
     ) -> _Chunk:
         counts = np.array([len(t) - 1 for t in tokens], dtype=np.int64)
         cu = np.concatenate([[0], np.cumsum(counts)])
@@ -525,6 +680,8 @@ class TokenScorer:
             cu,
             batches,
             bytes_read,
+            records_read,
+            copy.deepcopy(tally),
         )
 
     @torch.inference_mode()
@@ -651,6 +808,7 @@ class TokenScorer:
                 "scored": report.scored,
                 "tokens": report.tokens,
                 "skipped": {**read.skipped, **report.skipped},
+                "resumed": report.resumed,
             },
             "skipped_records": [
                 {"source": r.source, "line": r.line, "reason": r.reason, "detail": r.detail}
@@ -840,6 +998,103 @@ def _record_batch(chunk: _Chunk, columns: dict[str, np.ndarray]) -> pa.RecordBat
         },
     }
     return pa.RecordBatch.from_arrays([values[name] for name in COLUMNS], schema=_schema())
+
+
+class _Resume(NamedTuple):
+    """Where an interrupted run stopped: the rows its parts hold, the records it read through
+    them and its counts then."""
+
+    rows: int
+    records_read: int
+    tally: _Tally
+
+
+class _Checkpoint:
+    """The checkpoint directory ``<out>.parts/`` of :meth:`TokenScorer.score_to_parquet`: part
+    files of the rows scored so far, and ``state.json`` (the run's settings, its parts, the
+    records read through the last part and the counts then), each written atomically, the state
+    after its part. ``settings=None`` (input in memory) never resumes."""
+
+    STATE = "state.json"
+    FILES = re.compile(r"(part-\d+\.parquet|state\.json)(\.tmp)?")
+
+    def __init__(self, out: Path, settings: dict[str, Any] | None, resume: bool) -> None:
+        self.dir = out.with_name(out.name + ".parts")
+        state = self._saved() if resume and settings is not None else None
+        if state is not None and state["settings"] != settings:
+            ours, theirs = settings or {}, state["settings"]
+            differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+            raise InvalidArgumentError(
+                f"{self.dir} holds an interrupted run with other {', '.join(differ)}: run again with "
+                "the same ones to resume it, or pass resume=False (--no-resume) to start over"
+            )
+        self.resumed = state is not None
+        if state is None:
+            self._clear()
+            state = {
+                "settings": settings,
+                "parts": [],
+                "rows": 0,
+                "records_read": 0,
+                "tally": _Tally().to_json(),
+            }
+        self.state = state
+        for path in self.dir.iterdir():  # parts written after the last state (a run killed in between)
+            if path.name != self.STATE and path.name not in state["parts"]:
+                path.unlink()
+
+    def _saved(self) -> dict[str, Any] | None:
+        path = self.dir / self.STATE
+        if not path.is_file():
+            return None
+        try:
+            return cast(dict[str, Any], json.loads(path.read_text()))
+        except (OSError, ValueError) as e:
+            raise InvalidArgumentError(
+                f"{path} cannot be read ({e}): pass resume=False (--no-resume) to start over"
+            ) from e
+
+    def _clear(self) -> None:
+        if self.dir.is_dir():
+            foreign = [p.name for p in self.dir.iterdir() if not self.FILES.fullmatch(p.name)]
+            if foreign:
+                raise InvalidArgumentError(
+                    f"{self.dir} is not a tokensieve checkpoint (it holds {', '.join(sorted(foreign)[:3])})"
+                )
+            shutil.rmtree(self.dir)
+        self.dir.mkdir()
+
+    def start(self) -> _Resume | None:
+        """Where the interrupted run stopped, when resuming one."""
+        if not self.resumed:
+            return None
+        state = self.state
+        return _Resume(state["rows"], state["records_read"], _Tally.from_json(state["tally"]))
+
+    def commit(self, batches: list[pa.RecordBatch], scored: _Scored) -> None:
+        """Writes ``batches`` as the next part, then the state: the records read through them
+        and the counts then (``scored``, the last of them)."""
+        import pyarrow.parquet as pq
+
+        name = f"part-{len(self.state['parts']):05d}.parquet"
+        with atomic_file(self.dir / name) as f, pq.ParquetWriter(f, _schema()) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+        self.state["parts"].append(name)
+        self.state["rows"] += sum(batch.num_rows for batch in batches)
+        self.state["records_read"] = scored.records_read
+        self.state["tally"] = scored.tally.to_json()
+        write_json(self.dir / self.STATE, self.state)
+
+    def batches(self) -> Iterable[pa.RecordBatch]:
+        """The rows of the parts, in order."""
+        import pyarrow.parquet as pq
+
+        for name in self.state["parts"]:
+            yield from pq.ParquetFile(self.dir / name).iter_batches()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class _RowGroups:

@@ -491,7 +491,11 @@ def manifest_without_times(out: Path) -> dict:
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(
-    scorer: TokenScorer, checkpointed: tuple[Files, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    scorer: TokenScorer,
+    checkpointed: tuple[Files, dict],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     corpus, options = checkpointed
     clean = tmp_path / "clean" / "scores.parquet"
@@ -513,7 +517,9 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(
     (parts / "part-00003.parquet").write_bytes(b"a part written after the last state")
 
     after = kill_after(monkeypatch, None)
-    report = scorer.score_to_parquet(corpus, out, **options)
+    with caplog.at_level("WARNING", logger="tokensieve"):
+        report = scorer.score_to_parquet(corpus, out, **options)
+    assert f"resuming the interrupted run in {parts}: {sum(before)} documents scored" in caplog.text
     # Only the documents after the checkpoint were scored again, in the same chunks.
     assert after == every_chunk[3:] and before == every_chunk[:3]
     assert report.resumed == sum(before) and report.scored == sum(every_chunk)

@@ -93,6 +93,7 @@ import copy
 import dataclasses
 import itertools
 import json
+import logging
 import math
 import os
 import queue
@@ -135,6 +136,8 @@ __all__ = [
     "manifest_path",
     "windows",
 ]
+
+logger = logging.getLogger("tokensieve")
 
 Packing = Literal["auto", "pad", "pack"]
 #: A window of a document in a chunk: ``(document, start, end, first_target)`` (see :func:`windows`).
@@ -1029,7 +1032,14 @@ class _Checkpoint:
                 "the same ones to resume it, or pass resume=False (--no-resume) to start over"
             )
         self.resumed = state is not None
-        if state is None:
+        if state is not None:
+            logger.warning(
+                "resuming the interrupted run in %s: %s documents scored, %s records read",
+                self.dir,
+                f"{state['rows']:,}",
+                f"{state['records_read']:,}",
+            )
+        else:
             self._clear()
             state = {
                 "settings": settings,

@@ -821,6 +821,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TokensieveError as e:
         print(f"tokensieve: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Outputs are written atomically: an interrupted command leaves the previous ones.
+        print("tokensieve: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

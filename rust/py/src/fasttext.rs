@@ -247,11 +247,15 @@ pub fn train_supervised(
         seed,
     };
     let mut failure: Option<PyErr> = None;
+    // Called about every 20 ms from the calling thread: the signal handlers run (Ctrl-C stops
+    // the training) with or without a callback.
     let mut report = |p: TrainProgress| -> Result<(), Error> {
-        let Some(callback) = &progress else { return Ok(()) };
         Python::attach(|py| {
             py.check_signals()?;
-            callback.call1(py, (p.progress, p.lr, p.loss, p.tokens)).map(drop)
+            match &progress {
+                Some(callback) => callback.call1(py, (p.progress, p.lr, p.loss, p.tokens)).map(drop),
+                None => Ok(()),
+            }
         })
         .map_err(|e| {
             failure = Some(e);

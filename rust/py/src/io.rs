@@ -13,6 +13,7 @@ use tokensieve_core::pool;
 
 use crate::convert::{on_error, report_to_py};
 use crate::errors::CoreError;
+use crate::progress::Progress;
 
 /// The thread count a call with `num_threads` would use.
 #[pyfunction]
@@ -31,10 +32,11 @@ pub fn scan_files<'py>(
     on_error: &str,
     num_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let options = read_options(text_field, on_error, None)?;
+    let mut options = read_options(text_field, on_error, None)?;
     let pool = thread_pool(num_threads)?;
-    let report = py.detach(|| read_files(&paths, &options, &pool, &mut |_| Ok(()))).map_err(CoreError)?;
-    report_to_py(py, &report)
+    let mut progress = Progress::new(None, &mut options);
+    let read = py.detach(|| read_files(&paths, &options, &pool, &mut |docs| progress.advance(docs.len())));
+    report_to_py(py, &progress.finish(read)?)
 }
 
 /// The package's pool for `num_threads` (see [`resolve_num_threads`]).

@@ -25,6 +25,10 @@ mod _core {
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
         use pyo3::types::PyModuleMethods;
+        // The numpy crate imports numpy's C API on first use, running Python code: done lazily
+        // after a long call, a Ctrl-C pending from it raised there, and the crate panicked
+        // ("Failed to access NumPy array API capsule"). Importing it now leaves nothing to run.
+        numpy::PyArray1::<f64>::zeros(m.py(), 0, false);
         m.add("__version__", env!("CARGO_PKG_VERSION"))
     }
 }

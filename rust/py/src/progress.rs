@@ -1,7 +1,8 @@
-//! Progress reports from long reads to a Python callable.
+//! Progress reports from long reads to a Python callable, and Ctrl-C during them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use tokensieve_core::Error;
@@ -10,14 +11,20 @@ use tokensieve_core::io::ReadOptions;
 use crate::errors::CoreError;
 
 /// Calls `callback(bytes_read, documents)` after each batch of documents of a read (bytes of the
-/// files as stored). An exception in the callback (Ctrl-C included) stops the read and is
-/// raised from the call that read.
+/// files as stored). An exception in the callback stops the read and is raised from the call
+/// that read; so does Ctrl-C (a signal handler raising), callback or not.
 pub struct Progress {
     callback: Option<Py<PyAny>>,
     bytes_read: Arc<AtomicU64>,
     documents: u64,
     failure: Option<PyErr>,
+    signals_checked: Instant,
 }
+
+/// How often a read without a callback takes the GIL to run Python's signal handlers. Python
+/// runs them only when the main thread executes Python code, which it does not during a call
+/// that released the GIL: without these checks Ctrl-C would wait for the whole read.
+const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 impl Progress {
     /// Installs the byte counter into `options` when there is a callback.
@@ -26,17 +33,25 @@ impl Progress {
         if callback.is_some() {
             options.bytes_read = Some(bytes_read.clone());
         }
-        Progress { callback, bytes_read, documents: 0, failure: None }
+        Progress { callback, bytes_read, documents: 0, failure: None, signals_checked: Instant::now() }
     }
 
-    /// Reports `documents` more documents; takes the GIL only when there is a callback.
+    /// Reports `documents` more documents. Takes the GIL for the callback, and without one
+    /// every [`SIGNAL_CHECK_INTERVAL`] to run the signal handlers (they do nothing off the main
+    /// thread, where the read runs when Python calls it from there).
     pub fn advance(&mut self, documents: usize) -> Result<(), Error> {
         self.documents += documents as u64;
-        let Some(callback) = &self.callback else { return Ok(()) };
+        if self.callback.is_none() && self.signals_checked.elapsed() < SIGNAL_CHECK_INTERVAL {
+            return Ok(());
+        }
+        self.signals_checked = Instant::now();
         let bytes = self.bytes_read.load(Ordering::Relaxed);
         Python::attach(|py| {
             py.check_signals()?;
-            callback.call1(py, (bytes, self.documents)).map(drop)
+            match &self.callback {
+                Some(callback) => callback.call1(py, (bytes, self.documents)).map(drop),
+                None => Ok(()),
+            }
         })
         .map_err(|e| {
             self.failure = Some(e);

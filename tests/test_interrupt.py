@@ -1,0 +1,101 @@
+"""Ctrl-C during a long compiled call: the call releases the GIL, so Python's signal handlers
+cannot run until it returns; the binding runs them itself between batches of a read (and during
+training), and the handler's exception stops the call early and is raised from it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tokensieve import HashedNgrams
+from tokensieve import fasttext as tsft
+from tokensieve.io import Files, scan
+
+#: The raw pool this many times over: a read of tens of seconds, of which the test waits 0.3.
+COPIES = 40
+
+
+class SigintError(Exception):
+    """What the test's SIGINT handler raises (not KeyboardInterrupt, which would stop pytest
+    if it arrived outside the test's block)."""
+
+
+def assert_stops_early(run: Callable[[int], object], units: int) -> None:
+    """``run(n)`` does ``n`` units of work. Times one unit, then sends this process SIGINT 0.3 s
+    into ``run(units)`` and checks that the handler's exception came out of it before a quarter
+    of its work could have been done (without the checks it comes at the end of the call)."""
+    start = time.perf_counter()
+    run(1)
+    unit = time.perf_counter() - start
+    previous = signal.signal(signal.SIGINT, lambda *_: (_ for _ in ()).throw(SigintError()))
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    returned = interrupted = False
+    start = time.perf_counter()
+    try:
+        timer.start()
+        run(units)
+        returned = True
+        timer.join()
+        time.sleep(1)  # the signal arrives, and is raised, here
+    except SigintError:
+        interrupted = True
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
+    elapsed = time.perf_counter() - start
+    assert interrupted and not returned, "the call ran to its end: the signal waited for it"
+    assert elapsed < 0.3 + units * unit / 4, (elapsed, unit)
+
+
+@pytest.fixture(scope="module")
+def pool_files(shared_data: Path) -> list[Path]:
+    return sorted((shared_data / "raw_pool").glob("*.jsonl.zst"))
+
+
+def test_ctrl_c_stops_reading_files(pool_files: list[Path]) -> None:
+    assert_stops_early(lambda copies: scan(Files(pool_files * copies), num_threads=2), COPIES)
+
+
+def test_ctrl_c_stops_counting_ngrams_over_files(pool_files: list[Path]) -> None:
+    featurizer = HashedNgrams(hash="dsir-sha256", num_threads=2)
+    assert_stops_early(lambda copies: featurizer.sum_counts(Files(pool_files * copies)), COPIES)
+
+
+def test_ctrl_c_stops_a_classifier_scoring_files(pool_files: list[Path], news_or_mail: Path) -> None:
+    model = tsft.load_model(news_or_mail, num_threads=2)
+    preset = tsft.PRESETS["dclm"]
+    assert_stops_early(lambda copies: model.score(Files(pool_files * copies), "news", **preset), COPIES)
+
+
+def test_ctrl_c_stops_training(corpus_slice: list[str]) -> None:
+    texts = [" ".join(t.split()) for t in corpus_slice]
+    labels = [str(i % 2) for i in range(len(texts))]
+    # Units of 10 epochs: one epoch is too short to time.
+    assert_stops_early(lambda tens: tsft.train_supervised((texts, labels), epoch=10 * tens, thread=2), 100)
+
+
+def test_ctrl_c_ends_a_command_cleanly(pool_files: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "counts.npy"
+    args = [
+        sys.executable,
+        "-m",
+        "tokensieve.cli",
+        "featurize",
+        *map(str, pool_files * COPIES),
+        "--out",
+        str(out),
+    ]
+    command = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2)  # started (imports) and reading
+    command.send_signal(signal.SIGINT)
+    _, err = command.communicate(timeout=60)
+    assert command.returncode == 130 and err.strip().endswith("tokensieve: interrupted")
+    assert not out.exists() and not list(tmp_path.iterdir())  # no output, no temporary file

@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from tokensieve import HashedNgrams
+from tokensieve import HashedNgrams, _core
 from tokensieve import fasttext as tsft
 from tokensieve.io import Files, scan
 
@@ -73,6 +74,28 @@ def test_ctrl_c_stops_a_classifier_scoring_files(pool_files: list[Path], news_or
     model = tsft.load_model(news_or_mail, num_threads=2)
     preset = tsft.PRESETS["dclm"]
     assert_stops_early(lambda copies: model.score(Files(pool_files * copies), "news", **preset), COPIES)
+
+
+def test_ctrl_c_stops_writing_the_selected_documents(pool_files: list[Path], tmp_path: Path) -> None:
+    # The final pass of `tokensieve dsir` and `classify`: every file is read again, line by
+    # line, to copy the selected lines (here the first of each file) into shards.
+    documents = [s.documents for s in scan(Files(pool_files)).sources]
+
+    def write(copies: int) -> None:
+        selected = np.concatenate([np.eye(1, n, dtype=np.uint8)[0] for n in documents] * copies)
+        out = tmp_path / f"shards-{copies}"
+        out.mkdir()
+        _core.write_selected_files(
+            [str(p) for p in pool_files * copies],
+            documents * copies,
+            [[] for _ in range(len(pool_files) * copies)],  # no skipped lines: the line-by-line path
+            selected,
+            str(out),
+            format="jsonl",
+            num_threads=2,
+        )
+
+    assert_stops_early(write, COPIES)
 
 
 def test_ctrl_c_stops_training(corpus_slice: list[str]) -> None:

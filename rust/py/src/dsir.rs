@@ -167,9 +167,11 @@ pub fn write_selected_files(
     num_threads: Option<usize>,
     chunk_words: Option<usize>,
 ) -> PyResult<Vec<(usize, PathBuf, u64)>> {
-    let options = read_options(text_field, on_error, chunk_words)?;
+    let mut options = read_options(text_field, on_error, chunk_words)?;
     let format = OutputFormat::from_name(format).map_err(CoreError)?;
     let pool = thread_pool(num_threads)?;
+    // No callback: it only runs the signal handlers (Ctrl-C stops the writing).
+    let mut progress = Progress::new(None, &mut options);
     let held_copies = HeldCopies::hold(copies)?;
     let copies = held_copies.copies()?;
     if paths.len() != documents_per_file.len() || skipped_lines.as_ref().is_some_and(|s| s.len() != paths.len()) {
@@ -185,9 +187,10 @@ pub fn write_selected_files(
             skipped_lines: skipped_lines.as_mut().and_then(Iterator::next),
         })
         .collect();
-    Ok(py
-        .detach(|| core_io::write_selected_files(&files, copies, &options, &pool, &out_dir, format))
-        .map_err(CoreError)?)
+    let written = py.detach(|| {
+        core_io::write_selected_files(&files, copies, &options, &pool, &out_dir, format, &mut || progress.advance(0))
+    });
+    progress.finish(written)
 }
 
 /// Writes `copies[k]` copies of the k-th document (or chunk, with `chunk_words`) among `texts`

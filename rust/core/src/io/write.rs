@@ -285,6 +285,10 @@ impl<'a> Copies<'a> {
 /// `out_dir/part-NNNNN.<ext>` with NNNNN the file's position. A file that now yields another
 /// number of documents than when it was scored is an error (and leaves no shard behind).
 /// Returns `(file index, shard path, documents written)` per shard.
+///
+/// `between_batches` is called on the calling thread every batch of records or so (a Python
+/// binding runs the signal handlers there); an error from it stops the writing, the shard being
+/// written is removed and the error returned.
 pub fn write_selected_files(
     files: &[ScoredFile],
     copies: Copies<'_>,
@@ -292,6 +296,7 @@ pub fn write_selected_files(
     pool: &rayon::ThreadPool,
     out_dir: &Path,
     format: OutputFormat,
+    between_batches: &mut dyn FnMut() -> Result<()>,
 ) -> Result<Vec<(usize, PathBuf, u64)>> {
     if files.iter().map(|f| f.documents).sum::<u64>() != copies.len() as u64 {
         return Err(Error::invalid("copies do not match the documents of the files"));
@@ -306,7 +311,7 @@ pub fn write_selected_files(
         }
         let shard = out_dir.join(format!("part-{index:05}.{}", format.extension()));
         let mut writer = ShardWriter::create(&shard, format, &options.text_field, &file.path.to_string_lossy())?;
-        if let Err(e) = copy_selected(file, file_copies, options, pool, &mut writer) {
+        if let Err(e) = copy_selected(file, file_copies, options, pool, &mut writer, between_batches) {
             writer.abandon();
             return Err(e);
         }
@@ -324,7 +329,10 @@ fn copy_selected(
     options: &ReadOptions,
     pool: &rayon::ThreadPool,
     writer: &mut ShardWriter,
+    between_batches: &mut dyn FnMut() -> Result<()>,
 ) -> Result<()> {
+    /// Lines copied between two calls of `between_batches` on the line-by-line path.
+    const LINES_PER_BATCH: u64 = 4096;
     let mut seen = 0usize;
     let mut take = || {
         seen += 1;
@@ -335,6 +343,7 @@ fn copy_selected(
     match (&file.skipped_lines, input_format) {
         (_, Format::Parquet) if whole_records && !writer.takes_lines() => {
             parquet_input::for_each_batch(&file.path, &options.text_field, &mut |batch, texts| {
+                between_batches()?;
                 let mut rows = Vec::new();
                 for (row, text) in texts.iter().enumerate() {
                     if text.is_ok() {
@@ -349,6 +358,9 @@ fn copy_selected(
         {
             let mut skipped = skipped_lines.iter().copied().peekable();
             jsonl::for_each_line(&file.path, input_format, options.block_bytes, &mut |line_no, line| {
+                if line_no % LINES_PER_BATCH == 0 {
+                    between_batches()?;
+                }
                 if jsonl::is_blank(line) || skipped.next_if_eq(&line_no).is_some() {
                     return Ok(());
                 }
@@ -360,6 +372,7 @@ fn copy_selected(
         }
         _ => {
             read_files(std::slice::from_ref(&file.path), options, pool, &mut |docs| {
+                between_batches()?;
                 for doc in docs {
                     match take() {
                         0 => {}

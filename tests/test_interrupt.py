@@ -107,18 +107,20 @@ def test_ctrl_c_stops_training(corpus_slice: list[str]) -> None:
 
 def test_ctrl_c_ends_a_command_cleanly(pool_files: list[Path], tmp_path: Path) -> None:
     out = tmp_path / "counts.npy"
-    args = [
-        sys.executable,
-        "-m",
-        "tokensieve.cli",
-        "featurize",
-        *map(str, pool_files * COPIES),
-        "--out",
-        str(out),
-    ]
-    command = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2)  # started (imports) and reading
-    command.send_signal(signal.SIGINT)
-    _, err = command.communicate(timeout=60)
-    assert command.returncode == 130 and err.strip().endswith("tokensieve: interrupted")
+    # The child installs Python's own SIGINT handler: one started from a background job
+    # inherits SIGINT ignored, and Python then installs none.
+    command_line = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.argv = sys.argv[1:]; runpy.run_module('tokensieve.cli', run_name='__main__')"
+    )
+    inputs = [str(p) for p in pool_files * COPIES]
+    args = [sys.executable, "-c", command_line, "tokensieve", "featurize", *inputs, "--out", str(out)]
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as command:
+        try:
+            time.sleep(5)  # imported and reading (the whole command takes about a minute here)
+            command.send_signal(signal.SIGINT)
+            _, err = command.communicate(timeout=30)
+        finally:
+            command.kill()
+    assert command.returncode == 130 and err.strip().endswith("tokensieve: interrupted"), err
     assert not out.exists() and not list(tmp_path.iterdir())  # no output, no temporary file

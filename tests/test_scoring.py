@@ -550,6 +550,22 @@ def test_a_checkpoint_resumes_only_the_same_run(
         scorer.score_to_parquet(corpus, out, max_length=32, batch_size=2)
     with pytest.raises(InvalidArgumentError, match=r"other files"):
         scorer.score_to_parquet(Files(corpus.paths[:1]), out, **options)
+    with monkeypatch.context() as other_model:  # other weights, same shapes
+        other_model.setattr(scorer, "head_weight", scorer.head_weight * 1.001)
+        with pytest.raises(InvalidArgumentError, match=r"other model"):
+            scorer.score_to_parquet(corpus, out, **options)
+
+    # A damaged or hostile state is refused with a typed error, not used.
+    parts = tmp_path / "scores.parquet.parts"
+    state = json.loads((parts / "state.json").read_text())
+    for damaged in (
+        "{",
+        json.dumps({**state, "parts": ["../../scores.parquet"]}),
+        json.dumps({**state, "rows": "2"}),
+    ):
+        (parts / "state.json").write_text(damaged)
+        with pytest.raises(InvalidArgumentError, match=r"state.json cannot be read"):
+            scorer.score_to_parquet(corpus, out, **options)
     all_again = kill_after(monkeypatch, None)
     report = scorer.score_to_parquet(corpus, out, resume=False, **options)
     assert report.resumed == 0 and sum(all_again) == report.scored
@@ -560,6 +576,7 @@ def test_a_checkpoint_resumes_only_the_same_run(
         scorer.score_to_parquet(texts[:10], out, **options)
     all_again = kill_after(monkeypatch, None)
     assert scorer.score_to_parquet(texts[:10], out, **options).resumed == 0 and sum(all_again) == 10
+    assert pq.read_table(out).num_rows == 10  # the earlier run's parts are not in it
 
     foreign = tmp_path / "other.parquet.parts"
     foreign.mkdir()

@@ -89,7 +89,6 @@ Needs torch, transformers (or a ``tokenizers.Tokenizer``) and pyarrow:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import itertools
 import json
@@ -266,6 +265,10 @@ class _Tally:
         if len(self.listed) < MAX_SKIPPED_LISTED:
             name = reader.report.sources[record.source].name
             self.listed.append(SkippedRecord(name, record.line, reason, detail))
+
+    def snapshot(self) -> _Tally:
+        """A copy that later counting leaves as it is (the listed records are immutable)."""
+        return _Tally(dict(self.skipped), list(self.listed), dict(self.scored), self.tokens)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -500,13 +503,13 @@ class TokenScorer:
         checkpoint = _Checkpoint(out_path, self._settings(source, opts), resume)
         report_box: list[ScoreReport] = []
         pending: list[pa.RecordBatch] = []
-        since = time.monotonic()
+        rows, since = 0, time.monotonic()
         for scored in self._score_batches(source, opts, progress, report_box, checkpoint.start()):
             pending.append(scored.batch)
-            rows = sum(batch.num_rows for batch in pending)
+            rows += scored.batch.num_rows
             if rows >= CHECKPOINT_ROWS or time.monotonic() - since >= CHECKPOINT_SECONDS:
-                checkpoint.commit(pending, scored)
-                pending, since = [], time.monotonic()
+                checkpoint.commit(pending, rows, scored)
+                pending, rows, since = [], 0, time.monotonic()
         with atomic_file(out_path) as f, pq.ParquetWriter(f, _schema()) as writer:
             row_groups = _RowGroups(writer, PARQUET_ROW_GROUP_ROWS)
             for batch in itertools.chain(checkpoint.batches(), pending):
@@ -583,7 +586,7 @@ class TokenScorer:
         run read (not scored again) and its counts."""
         start = time.perf_counter()
         reader = _reader(source, opts)
-        tally = copy.deepcopy(resume_from.tally) if resume_from else _Tally()
+        tally = resume_from.tally if resume_from else _Tally()
         resumed = resume_from.rows if resume_from else 0
         bar = ProgressBar("score", reader.total_bytes) if progress else None
         scored = resumed
@@ -684,7 +687,7 @@ class TokenScorer:
             batches,
             bytes_read,
             records_read,
-            copy.deepcopy(tally),
+            tally.snapshot(),
         )
 
     @torch.inference_mode()
@@ -1019,6 +1022,7 @@ class _Checkpoint:
     after its part. ``settings=None`` (input in memory) never resumes."""
 
     STATE = "state.json"
+    PART = re.compile(r"part-\d+\.parquet")
     FILES = re.compile(r"(part-\d+\.parquet|state\.json)(\.tmp)?")
 
     def __init__(self, out: Path, settings: dict[str, Any] | None, resume: bool) -> None:
@@ -1054,17 +1058,32 @@ class _Checkpoint:
                 path.unlink()
 
     def _saved(self) -> dict[str, Any] | None:
+        """The state of the checkpoint, checked: its parts are part files of this directory."""
         path = self.dir / self.STATE
         if not path.is_file():
             return None
         try:
-            return cast(dict[str, Any], json.loads(path.read_text()))
-        except (OSError, ValueError) as e:
+            state = json.loads(path.read_text())
+            _Tally.from_json(state["tally"])
+            if not (
+                isinstance(state["settings"], dict)
+                and isinstance(state["rows"], int)
+                and isinstance(state["records_read"], int)
+                and all(
+                    isinstance(p, str) and self.PART.fullmatch(p) and (self.dir / p).is_file()
+                    for p in state["parts"]
+                )
+            ):
+                raise ValueError("unexpected contents")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise InvalidArgumentError(
                 f"{path} cannot be read ({e}): pass resume=False (--no-resume) to start over"
             ) from e
+        return cast(dict[str, Any], state)
 
     def _clear(self) -> None:
+        if self.dir.exists() and not self.dir.is_dir():
+            raise InvalidArgumentError(f"{self.dir} is not a tokensieve checkpoint (it is a file)")
         if self.dir.is_dir():
             foreign = [p.name for p in self.dir.iterdir() if not self.FILES.fullmatch(p.name)]
             if foreign:
@@ -1081,9 +1100,9 @@ class _Checkpoint:
         state = self.state
         return _Resume(state["rows"], state["records_read"], _Tally.from_json(state["tally"]))
 
-    def commit(self, batches: list[pa.RecordBatch], scored: _Scored) -> None:
-        """Writes ``batches`` as the next part, then the state: the records read through them
-        and the counts then (``scored``, the last of them)."""
+    def commit(self, batches: list[pa.RecordBatch], rows: int, scored: _Scored) -> None:
+        """Writes ``batches`` (``rows`` rows) as the next part, then the state: the records read
+        through them and the counts then (``scored``, the last of them)."""
         import pyarrow.parquet as pq
 
         name = f"part-{len(self.state['parts']):05d}.parquet"
@@ -1091,7 +1110,7 @@ class _Checkpoint:
             for batch in batches:
                 writer.write_batch(batch)
         self.state["parts"].append(name)
-        self.state["rows"] += sum(batch.num_rows for batch in batches)
+        self.state["rows"] += rows
         self.state["records_read"] = scored.records_read
         self.state["tally"] = scored.tally.to_json()
         write_json(self.dir / self.STATE, self.state)

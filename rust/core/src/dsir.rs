@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::ngram::{Featurizer, Scratch};
+use crate::ngram::{Featurizer, with_scratch};
 use crate::spill::{self, SpilledDocument};
 
 /// Documents per parallel task.
@@ -62,14 +62,15 @@ impl ImportanceModel {
         let pieces: Vec<DocumentScores> = pool.install(|| {
             docs.par_chunks(DOCS_PER_TASK)
                 .map(|chunk| {
-                    let mut scratch = Scratch::default();
                     let mut buckets = Vec::new();
                     let mut piece = DocumentScores::default();
-                    for doc in chunk {
-                        buckets.clear();
-                        self.featurizer.for_each_bucket(doc.as_ref(), &mut scratch, |b| buckets.push(b));
-                        self.push_scores(buckets.as_slice(), &mut piece);
-                    }
+                    with_scratch(|scratch| {
+                        for doc in chunk {
+                            buckets.clear();
+                            self.featurizer.for_each_bucket(doc.as_ref(), scratch, |b| buckets.push(b));
+                            self.push_scores(buckets.as_slice(), &mut piece);
+                        }
+                    });
                     piece
                 })
                 .collect()
@@ -245,7 +246,7 @@ mod tests {
         assert_eq!(scores.tokens, [5, 0, 3, 1]);
         for (i, doc) in docs.iter().enumerate() {
             let mut expected = [0.0f64; 2];
-            f.for_each_bucket(doc, &mut Scratch::default(), |b| {
+            f.for_each_bucket(doc, &mut crate::ngram::Scratch::default(), |b| {
                 for (t, e) in expected.iter_mut().enumerate() {
                     *e += log_diff[t * 97 + b as usize];
                 }

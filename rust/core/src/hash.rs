@@ -236,15 +236,15 @@ pub fn fast_hash_bytes(bytes: &[u8]) -> u64 {
 pub fn fast_hash_ascii_lowercase_in(text: &[u8], span: Range<usize>) -> Option<u64> {
     const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
     let len = span.len();
-    if (1..=8).contains(&len) {
-        if let Some(word) = text.get(span.start..).and_then(|rest| rest.first_chunk::<8>()) {
-            let w = u64::from_le_bytes(*word) & (u64::MAX >> (64 - 8 * len));
-            if w & HIGH_BITS != 0 {
-                return None;
-            }
-            let h = ((len as u64).wrapping_mul(K0) ^ ascii_lowercase_word(w)).wrapping_mul(K1).rotate_left(31);
-            return Some(fmix64(h));
+    if (1..=8).contains(&len)
+        && let Some(word) = text.get(span.start..).and_then(|rest| rest.first_chunk::<8>())
+    {
+        let w = u64::from_le_bytes(*word) & (u64::MAX >> (64 - 8 * len));
+        if w & HIGH_BITS != 0 {
+            return None;
         }
+        let h = ((len as u64).wrapping_mul(K0) ^ ascii_lowercase_word(w)).wrapping_mul(K1).rotate_left(31);
+        return Some(fmix64(h));
     }
     let token = &text[span];
     token.is_ascii().then(|| fast_hash_words(token, ascii_lowercase_word))

@@ -5,6 +5,7 @@
 //! A document with U tokens yields U + (U-1) + ... + (U-n+1) features (terms below zero count as
 //! zero); n-grams slide across sentence and line boundaries and have no padding.
 
+use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::Mutex;
 
@@ -93,6 +94,17 @@ pub struct Scratch {
     bounds: Vec<Range<usize>>,
     token: Vec<u8>,
     buckets: Vec<u32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's [`Scratch`]: a parallel task reuses the buffers that earlier
+/// tasks on its thread grew, instead of growing new ones (they stay small: long texts are
+/// featurised a piece at a time).
+pub fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|scratch| f(&mut scratch.borrow_mut()))
 }
 
 /// Set when a token lowercased on its own holds a capital sigma (U+03A3): Python lowercases it by
@@ -292,7 +304,11 @@ impl Featurizer {
                 }
             }
             HashFamily::DsirSha256 => {
-                tokenizer.for_each_token(text, |span| join_token(text, span, lowercase, joined, bounds, &mut sigma));
+                spans.clear();
+                tokenizer.split_into(text, spans);
+                for span in spans.iter() {
+                    join_token(text, span.clone(), lowercase, joined, bounds, &mut sigma);
+                }
             }
         }
         !sigma.0
@@ -393,16 +409,17 @@ fn csr_rows<T: Sync, E: Send>(
         items
             .par_chunks(DOCS_PER_TASK)
             .map(|chunk| {
-                let mut scratch = Scratch::default();
-                let mut piece = CsrCounts { indptr: Vec::with_capacity(chunk.len()), ..Default::default() };
-                for item in chunk {
-                    let mut buckets = std::mem::take(&mut scratch.buckets);
-                    buckets.clear();
-                    row(item, &mut scratch, &mut |b| buckets.push(b))?;
-                    push_row(&mut piece, &mut buckets);
-                    scratch.buckets = buckets;
-                }
-                Ok(piece)
+                with_scratch(|scratch| {
+                    let mut piece = CsrCounts { indptr: Vec::with_capacity(chunk.len()), ..Default::default() };
+                    for item in chunk {
+                        let mut buckets = std::mem::take(&mut scratch.buckets);
+                        buckets.clear();
+                        row(item, scratch, &mut |b| buckets.push(b))?;
+                        push_row(&mut piece, &mut buckets);
+                        scratch.buckets = buckets;
+                    }
+                    Ok(piece)
+                })
             })
             .collect()
     });
@@ -486,12 +503,13 @@ impl CountAccumulator {
     pub fn add_texts<D: AsRef<str> + Sync>(&self, pool: &rayon::ThreadPool, docs: &[D]) {
         pool.install(|| {
             docs.par_chunks(DOCS_PER_TASK).for_each(|chunk| {
-                let mut scratch = Scratch::default();
-                self.with_thread_counts(|counts| {
-                    let counts = counts.as_mut_slice();
-                    for doc in chunk {
-                        self.featurizer.for_each_bucket(doc.as_ref(), &mut scratch, |b| counts[b as usize] += 1);
-                    }
+                with_scratch(|scratch| {
+                    self.with_thread_counts(|counts| {
+                        let counts = counts.as_mut_slice();
+                        for doc in chunk {
+                            self.featurizer.for_each_bucket(doc.as_ref(), scratch, |b| counts[b as usize] += 1);
+                        }
+                    })
                 });
             })
         });
@@ -508,18 +526,19 @@ impl CountAccumulator {
         let pieces: Vec<SpillBuffer> = pool.install(|| {
             docs.par_chunks(DOCS_PER_TASK)
                 .map(|chunk| {
-                    let mut scratch = Scratch::default();
                     let mut buffer = SpillBuffer::default();
                     let mut buckets = Vec::new();
-                    self.with_thread_counts(|counts| {
-                        for doc in chunk {
-                            buckets.clear();
-                            self.featurizer.for_each_bucket(doc.as_ref(), &mut scratch, |b| buckets.push(b));
-                            for &b in &buckets {
-                                counts[b as usize] += 1;
+                    with_scratch(|scratch| {
+                        self.with_thread_counts(|counts| {
+                            for doc in chunk {
+                                buckets.clear();
+                                self.featurizer.for_each_bucket(doc.as_ref(), scratch, |b| buckets.push(b));
+                                for &b in &buckets {
+                                    counts[b as usize] += 1;
+                                }
+                                buffer.push_document(&buckets, width);
                             }
-                            buffer.push_document(&buckets, width);
-                        }
+                        })
                     });
                     buffer
                 })
@@ -533,15 +552,16 @@ impl CountAccumulator {
         let ranges = id_ranges(ids.len(), offsets)?;
         pool.install(|| {
             ranges.par_chunks(DOCS_PER_TASK).try_for_each(|chunk| {
-                let mut scratch = Scratch::default();
-                let mut result = Ok(());
-                self.with_thread_counts(|counts| {
-                    result = chunk.iter().try_for_each(|range| {
-                        self.featurizer
-                            .for_each_bucket_of_ids(&ids[range.clone()], &mut scratch, |b| counts[b as usize] += 1)
+                with_scratch(|scratch| {
+                    let mut result = Ok(());
+                    self.with_thread_counts(|counts| {
+                        result = chunk.iter().try_for_each(|range| {
+                            self.featurizer
+                                .for_each_bucket_of_ids(&ids[range.clone()], scratch, |b| counts[b as usize] += 1)
+                        });
                     });
-                });
-                result
+                    result
+                })
             })
         })
     }

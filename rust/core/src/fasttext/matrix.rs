@@ -45,7 +45,7 @@ impl ProductQuantizer {
             return None;
         }
         let nsubq = dim.div_ceil(dsub);
-        let lastdsub = if dim % dsub == 0 { dsub } else { dim % dsub };
+        let lastdsub = if dim.is_multiple_of(dsub) { dsub } else { dim % dsub };
         Some((nsubq, lastdsub))
     }
 

@@ -244,10 +244,10 @@ impl<'a> Lookahead<'a> {
             let path = &self.paths[self.next];
             // A file that cannot be opened now is left for its turn, which reports the error in
             // file order; Parquet files are read in their turn.
-            if let Ok(format @ (Format::Jsonl | Format::GzipJsonl | Format::ZstdJsonl)) = sniff_format(path) {
-                if let Ok(decoder) = Decoder::start(path, format, self.options, &self.spare) {
-                    self.started.insert(self.next, decoder);
-                }
+            if let Ok(format @ (Format::Jsonl | Format::GzipJsonl | Format::ZstdJsonl)) = sniff_format(path)
+                && let Ok(decoder) = Decoder::start(path, format, self.options, &self.spare)
+            {
+                self.started.insert(self.next, decoder);
             }
             self.next += 1;
         }

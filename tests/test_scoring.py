@@ -554,6 +554,15 @@ def test_a_checkpoint_resumes_only_the_same_run(
         other_model.setattr(scorer, "head_weight", scorer.head_weight * 1.001)
         with pytest.raises(InvalidArgumentError, match=r"other model"):
             scorer.score_to_parquet(corpus, out, **options)
+    trunk = next(p for name, p in scorer.model.named_parameters() if ".0." in name)  # in block 0
+    original = trunk.detach().clone()
+    with torch.no_grad():  # a fine-tuned trunk under the same LM head
+        trunk.mul_(1.001)
+        try:
+            with pytest.raises(InvalidArgumentError, match=r"other model"):
+                scorer.score_to_parquet(corpus, out, **options)
+        finally:
+            trunk.copy_(original)
 
     # A damaged or hostile state is refused with a typed error, not used.
     parts = tmp_path / "scores.parquet.parts"

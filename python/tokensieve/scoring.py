@@ -77,11 +77,13 @@ matrix products.
 **Interrupted runs resume.** :meth:`TokenScorer.score_to_parquet` commits a checkpoint to
 ``<out>.parts/`` every 65,536 rows or 60 seconds: a Parquet part with the rows scored since
 the last one, and ``state.json`` with how many input records were read through them and the
-counts then. Run again with the same input files, model and options, it reads past those
-records without scoring them and goes on; the output and manifest are those of an uninterrupted
-run (the chunks after the checkpoint are the same ones, so even the rounding is). Different
-settings raise an error naming them; ``resume=False`` (``--no-resume``) starts over. The parts
-are removed once the output is complete. Input held in memory always starts over.
+counts then. Run again with the same input files (path, size, modification time), model
+(class, name, dtype, device, and a fingerprint of every weight: each tensor's float64 sum) and
+options, it reads past those records without scoring them and goes on; the output and manifest
+are those of an uninterrupted run (the chunks after the checkpoint are the same ones, so even
+the rounding is). Different settings raise an error naming them; ``resume=False``
+(``--no-resume``) starts over. The parts are removed once the output is complete. Input held
+in memory always starts over.
 
 Needs torch, transformers (or a ``tokenizers.Tokenizer``) and pyarrow:
 ``pip install tokensieve[scoring]``.
@@ -90,6 +92,7 @@ Needs torch, transformers (or a ``tokenizers.Tokenizer``) and pyarrow:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import logging
@@ -549,8 +552,7 @@ class TokenScorer:
                 "dtype": str(head.dtype),
                 "device": self.device.type,
                 "head_shape": list(head.shape),
-                # A cheap fingerprint of the weights (a full hash would read gigabytes).
-                "head_sum": sum(float(rows.sum(dtype=torch.float64)) for rows in head.split(4096)),
+                "weights": _weights_fingerprint(itertools.chain(self.model.parameters(), [head])),
             },
         }
         return cast(dict[str, Any], json.loads(json.dumps(settings)))
@@ -1192,6 +1194,19 @@ def _encoder(tokenizer: Any, add_special_tokens: bool) -> Callable[[list[str]], 
     return lambda texts: tokenizer(
         texts, add_special_tokens=add_special_tokens, return_attention_mask=False, verbose=False
     )["input_ids"]
+
+
+def _weights_fingerprint(tensors: Iterable[torch.Tensor]) -> str:
+    """SHA-256 over each tensor's shape and float64 sum: one read of the weights, where a hash of
+    their bytes would copy gigabytes to the host. Sums are summed a slice of 2^24 values at a
+    time (bounding the float64 copy) and kept to 10 significant digits, so that another
+    reduction order on the same kind of device gives the same fingerprint."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        values = tensor.detach().reshape(-1)
+        total = sum(float(piece.sum(dtype=torch.float64)) for piece in values.split(1 << 24))
+        digest.update(f"{list(tensor.shape)}:{total:.10g};".encode())
+    return digest.hexdigest()
 
 
 def _reader(source: Any, opts: _Options) -> DocumentReader:

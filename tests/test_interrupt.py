@@ -1,6 +1,7 @@
 """Ctrl-C during a long compiled call: the call releases the GIL, so Python's signal handlers
-cannot run until it returns; the binding runs them itself between batches of a read (and during
-training), and the handler's exception stops the call early and is raised from it."""
+cannot run until it returns; the binding runs them itself between batches of a read, between
+slices of texts held in memory, and during training, and the handler's exception stops the call
+early and is raised from it."""
 
 from __future__ import annotations
 
@@ -103,6 +104,27 @@ def test_ctrl_c_stops_training(corpus_slice: list[str]) -> None:
     labels = [str(i % 2) for i in range(len(texts))]
     # Units of 10 epochs: one epoch is too short to time.
     assert_stops_early(lambda tens: tsft.train_supervised((texts, labels), epoch=10 * tens, thread=2), 100)
+
+
+@pytest.mark.parametrize(
+    "call", ["sum_counts", "transform", "importance_weights", "classifier_scores", "predictions"]
+)
+def test_ctrl_c_stops_a_call_over_texts_in_memory(call: str, corpus_slice: list[str], news_or_mail: Path) -> None:
+    # The texts are held by Python: the binding works through them a slice at a time and runs
+    # the signal handlers in between. dsir-sha256 keeps a unit (the slice once) long enough to time.
+    featurizer = HashedNgrams(hash="dsir-sha256", num_threads=2)
+    log_diff = np.random.default_rng(0).normal(size=(1, featurizer.buckets))
+    importance = _core.ImportanceModel(featurizer._core, log_diff)
+    model = tsft.load_model(news_or_mail, num_threads=2)
+    runs: dict[str, Callable[[list[str]], object]] = {
+        "sum_counts": featurizer.sum_counts,
+        "transform": featurizer.transform,
+        "importance_weights": lambda texts: importance.score_texts(texts, num_threads=2),
+        "classifier_scores": lambda texts: model.score(texts, "news", newline=" "),
+        "predictions": lambda texts: model.predict_batch(texts, newline=" "),
+    }
+    units = 100 if call in ("classifier_scores", "predictions") else 200
+    assert_stops_early(lambda copies: runs[call](corpus_slice * copies), units)
 
 
 def test_ctrl_c_ends_a_command_cleanly(pool_files: list[Path], tmp_path: Path) -> None:

@@ -182,6 +182,20 @@ pub struct CsrCounts {
     pub counts: Vec<i64>,
 }
 
+impl CsrCounts {
+    /// Appends the rows of `other` (a whole matrix, `indptr` starting at 0) after these.
+    pub fn append(&mut self, other: CsrCounts) {
+        if self.indptr.is_empty() {
+            *self = other;
+            return;
+        }
+        let base = self.indices.len() as u64;
+        self.indptr.extend(other.indptr.iter().skip(1).map(|end| base + end));
+        self.indices.extend_from_slice(&other.indices);
+        self.counts.extend_from_slice(&other.counts);
+    }
+}
+
 /// Documents per parallel task: large enough to amortise scheduling, small enough to balance.
 const DOCS_PER_TASK: usize = 64;
 
@@ -680,6 +694,18 @@ mod tests {
         assert!(f.transform_ids(&pool, &[1u32, 2], &[0, 2, 1, 2]).is_err());
         assert!(f.transform_ids(&pool, &[1u32, 2], &[1, 2]).is_err());
         assert_eq!(f.transform_ids(&pool, &[1u32, 2], &[0, 0, 2, 2]).unwrap().indptr, [0, 0, 3, 3]);
+    }
+
+    #[test]
+    fn appended_matrices_equal_one_transform() {
+        let f = Featurizer::new(space(HashFamily::FastV1, 2, 97)).unwrap();
+        let pool = crate::pool::thread_pool(2);
+        let docs: Vec<String> = (0..150).map(|i| mixed_text(i % 7, i as u64)).collect();
+        let mut parts = CsrCounts::default();
+        for (start, end) in [(0, 0), (0, 1), (1, 90), (90, 90), (90, 150)] {
+            parts.append(f.transform(&pool, &docs[start..end]));
+        }
+        assert_eq!(parts, f.transform(&pool, &docs));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::convert::{HeldTexts, collect_documents, report_to_py, units};
 use crate::errors::CoreError;
 use crate::features::NgramFeaturizer;
 use crate::io::{read_options, thread_pool};
-use crate::progress::Progress;
+use crate::progress::{Progress, for_each_slice};
 
 /// A feature space with fitted `log_diff` rows, one per target.
 #[pyclass(frozen, module = "tokensieve._core")]
@@ -71,7 +71,10 @@ impl ImportanceModel {
         let (mut report, docs) = collect_documents(&held, on_error)?;
         let docs = units(&docs, chunk_words, &mut report)?;
         let mut scores = DocumentScores::default();
-        py.detach(|| self.inner.score(&pool, &docs, &mut scores));
+        for_each_slice(py, &docs, |_, slice| {
+            self.inner.score(&pool, slice, &mut scores);
+            Ok(())
+        })?;
         scores_to_py(py, scores, self.inner.targets(), &report)
     }
 

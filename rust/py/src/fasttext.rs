@@ -13,7 +13,7 @@ use tokensieve_core::io::{OnError, ReadReport, read_files};
 use crate::convert::{HeldTexts, collect_documents, report_to_py};
 use crate::errors::CoreError;
 use crate::io::{read_options, thread_pool};
-use crate::progress::Progress;
+use crate::progress::{Progress, for_each_slice};
 
 /// A supervised fastText model (`.bin` or `.ftz`).
 #[pyclass(frozen, module = "tokensieve._core")]
@@ -111,9 +111,16 @@ impl FastTextModel {
         let mut report = ReadReport::default();
         let source = report.add_source(held.label(), 0);
         let docs = report.collect_aligned(source, held.records()?, OnError::Raise).map_err(CoreError)?;
-        let out = py.detach(|| self.inner.predict_batch(&pool, &docs, &prep, k, threshold)).map_err(CoreError)?;
+        let (mut labels, mut probs) = (Vec::with_capacity(docs.len() * k), Vec::with_capacity(docs.len() * k));
+        for_each_slice(py, &docs, |first, slice| {
+            let out = self.inner.predict_batch(&pool, slice, first, &prep, k, threshold)?;
+            labels.extend(out.labels);
+            probs.extend(out.probs);
+            Ok(())
+        })?;
         let n = docs.len();
-        Ok((out.labels.into_pyarray(py).reshape([n, out.k])?, out.probs.into_pyarray(py).reshape([n, out.k])?))
+        // `resolve_k` already bounds k to the labels, as `predict_batch` does.
+        Ok((labels.into_pyarray(py).reshape([n, k])?, probs.into_pyarray(py).reshape([n, k])?))
     }
 
     /// P(label) per document of `texts` as fastText reports it with k=-1, and the read report
@@ -135,7 +142,11 @@ impl FastTextModel {
         let pool = thread_pool(num_threads)?;
         let held = HeldTexts::hold(texts)?;
         let (report, docs) = collect_documents(&held, on_error)?;
-        let scores = py.detach(|| self.inner.score_batch(&pool, &docs, &prep, label)).map_err(CoreError)?;
+        let mut scores = Vec::with_capacity(docs.len());
+        for_each_slice(py, &docs, |first, slice| {
+            scores.extend(self.inner.score_batch(&pool, slice, first, &prep, label)?);
+            Ok(())
+        })?;
         Ok((scores.into_pyarray(py), report_to_py(py, &report)?))
     }
 
@@ -165,7 +176,7 @@ impl FastTextModel {
         let mut scores = Vec::new();
         let read = py.detach(|| {
             read_files(&paths, &options, &pool, &mut |docs| {
-                scores.extend(self.inner.score_batch(&pool, docs, &prep, label)?);
+                scores.extend(self.inner.score_batch(&pool, docs, scores.len(), &prep, label)?);
                 progress.advance(docs.len())
             })
         });

@@ -16,7 +16,7 @@ use tokensieve_core::{Error, pool};
 use crate::convert::{HeldTexts, collect_documents, counts_to_py, csr_to_py, report_to_py, units};
 use crate::errors::CoreError;
 use crate::io::{read_options, thread_pool};
-use crate::progress::Progress;
+use crate::progress::{Progress, for_each_slice};
 
 /// A hashed n-gram feature space and the featuriser over it.
 #[pyclass(frozen, module = "tokensieve._core")]
@@ -183,7 +183,11 @@ impl NgramFeaturizer {
         let mut report = ReadReport::default();
         let source = report.add_source(held.label(), 0);
         let docs = report.collect_aligned(source, held.records()?, on_error).map_err(CoreError)?;
-        let csr = py.detach(|| self.inner.transform(&pool, &docs));
+        let mut csr = self.inner.transform(&pool, &docs[..0]);
+        for_each_slice(py, &docs, |_, slice| {
+            csr.append(self.inner.transform(&pool, slice));
+            Ok(())
+        })?;
         Ok((csr_to_py(py, csr, self.inner.space().buckets)?, report_to_py(py, &report)?))
     }
 
@@ -206,11 +210,12 @@ impl NgramFeaturizer {
         let (mut report, docs) = collect_documents(&held, on_error)?;
         let docs = units(&docs, chunk_words, &mut report)?;
         let mut filter = DocumentFilter::new(include.as_ref())?;
-        let counts = py.detach(|| {
-            let acc = CountAccumulator::new(self.inner.clone(), &pool);
-            filter.add(&acc, &pool, &docs);
-            acc.finish()
-        });
+        let acc = CountAccumulator::new(self.inner.clone(), &pool);
+        for_each_slice(py, &docs, |_, slice| {
+            filter.add(&acc, &pool, slice);
+            Ok(())
+        })?;
+        let counts = acc.finish();
         filter.check_complete(report.units())?;
         Ok((counts_to_py(py, counts), report_to_py(py, &report)?))
     }

@@ -1,4 +1,5 @@
-//! Progress reports from long reads to a Python callable, and Ctrl-C during them.
+//! Progress reports from long reads to a Python callable, and Ctrl-C during them and during
+//! long calls over texts in memory.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,4 +67,31 @@ impl Progress {
             (result, _) => Ok(result.map_err(CoreError)?),
         }
     }
+}
+
+/// Text bytes per slice of an in-memory call: tens of milliseconds of work at most.
+const SLICE_BYTES: usize = 8 << 20;
+
+/// Runs `work(first_index, slice)` with the GIL released over consecutive slices of `docs` of
+/// about [`SLICE_BYTES`] of text each (at least one document), in order, and Python's signal
+/// handlers between slices, so that Ctrl-C stops a long call over texts in memory within a
+/// slice instead of at its end (the engine's parallel loops do not stop on their own).
+pub fn for_each_slice<D: AsRef<str> + Sync>(
+    py: Python<'_>,
+    docs: &[D],
+    mut work: impl FnMut(usize, &[D]) -> Result<(), Error> + Send,
+) -> PyResult<()> {
+    let mut start = 0;
+    while start < docs.len() {
+        let (mut end, mut bytes) = (start, 0);
+        while end < docs.len() && (end == start || bytes < SLICE_BYTES) {
+            bytes += docs[end].as_ref().len();
+            end += 1;
+        }
+        let slice = &docs[start..end];
+        py.detach(|| work(start, slice)).map_err(CoreError)?;
+        py.check_signals()?;
+        start = end;
+    }
+    Ok(())
 }

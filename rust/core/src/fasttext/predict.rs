@@ -302,11 +302,13 @@ impl FastTextModel {
     }
 
     /// [`FastTextModel::predict`] over many texts on `pool`. Results do not depend on the
-    /// thread count; the first failing text (in input order) names the error.
+    /// thread count; the first failing text (in input order) names the error, numbered from
+    /// `first_index` (the position of `texts[0]` among all the caller's texts).
     pub fn predict_batch<D: AsRef<str> + Sync>(
         &self,
         pool: &rayon::ThreadPool,
         texts: &[D],
+        first_index: usize,
         prep: &Preprocess,
         k: usize,
         threshold: f32,
@@ -323,7 +325,7 @@ impl FastTextModel {
                     || self.scratch(),
                     |scratch, (chunk, ((labels, probs), texts))| {
                         for (j, text) in texts.iter().enumerate() {
-                            let index = chunk * CHUNK + j;
+                            let index = first_index + chunk * CHUNK + j;
                             self.features(text.as_ref(), prep, scratch).map_err(|_| self.newline_error(Some(index)))?;
                             self.predict_rows(k, threshold, scratch)?;
                             for (slot, &(p, label)) in scratch.heap.iter().enumerate() {
@@ -380,11 +382,13 @@ impl FastTextModel {
     }
 
     /// The probability of `label` for each text, as fastText reports it with `k = -1` (see
-    /// [`FastTextModel::predict`]); NaN for a text without features.
+    /// [`FastTextModel::predict`]); NaN for a text without features. Errors name texts as
+    /// [`Self::predict_batch`] does.
     pub fn score_batch<D: AsRef<str> + Sync>(
         &self,
         pool: &rayon::ThreadPool,
         texts: &[D],
+        first_index: usize,
         prep: &Preprocess,
         label: usize,
     ) -> Result<Vec<f32>> {
@@ -402,7 +406,7 @@ impl FastTextModel {
                     |scratch, (chunk, (scores, texts))| {
                         for (j, (score, text)) in scores.iter_mut().zip(texts).enumerate() {
                             self.features(text.as_ref(), prep, scratch)
-                                .map_err(|_| self.newline_error(Some(chunk * CHUNK + j)))?;
+                                .map_err(|_| self.newline_error(Some(first_index + chunk * CHUNK + j)))?;
                             *score = self.label_score(label, scratch)?;
                         }
                         Ok(())
@@ -492,12 +496,18 @@ mod tests {
             assert_eq!(labels, vec![0, 1]);
             for &(prob, label) in &p {
                 let scores = m
-                    .score_batch(&crate::pool::thread_pool(1), &["the cat sat"], &Preprocess::default(), label as usize)
+                    .score_batch(
+                        &crate::pool::thread_pool(1),
+                        &["the cat sat"],
+                        0,
+                        &Preprocess::default(),
+                        label as usize,
+                    )
                     .unwrap();
                 assert_eq!(scores[0].to_bits(), prob.to_bits(), "loss {loss}");
             }
             let batch = m
-                .predict_batch(&crate::pool::thread_pool(2), &["the cat sat"; 130], &Preprocess::default(), 5, 0.0)
+                .predict_batch(&crate::pool::thread_pool(2), &["the cat sat"; 130], 0, &Preprocess::default(), 5, 0.0)
                 .unwrap();
             assert_eq!(batch.k, 2);
             assert_eq!(&batch.labels[258..], &[p[0].1, p[1].1]);
@@ -510,9 +520,11 @@ mod tests {
         let m = read(&write_model(&Spec::default())).unwrap();
         let mut scratch = m.scratch();
         assert!(m.predict("a\nb", &Preprocess::default(), 1, 0.0, &mut scratch).is_err());
-        let err =
-            m.predict_batch(&crate::pool::thread_pool(1), &["ok", "a\nb"], &Preprocess::default(), 1, 0.0).unwrap_err();
-        assert!(err.to_string().contains("text 1"));
+        let pool = crate::pool::thread_pool(1);
+        let err = m.predict_batch(&pool, &["ok", "a\nb"], 0, &Preprocess::default(), 1, 0.0).unwrap_err();
+        assert!(err.to_string().contains("text 1 "), "{err}");
+        let err = m.score_batch(&pool, &["ok", "a\nb"], 40, &Preprocess::default(), 0).unwrap_err();
+        assert!(err.to_string().contains("text 41 "), "{err}");
         let space = Preprocess { newline: super::super::preprocess::Newline::Space, strip: false };
         let a = m.predict("the\ncat", &space, 1, 0.0, &mut scratch).unwrap().to_vec();
         let b = m.predict("the cat", &Preprocess::default(), 1, 0.0, &mut scratch).unwrap().to_vec();

@@ -109,7 +109,9 @@ def test_ctrl_c_stops_training(corpus_slice: list[str]) -> None:
 @pytest.mark.parametrize(
     "call", ["sum_counts", "transform", "importance_weights", "classifier_scores", "predictions"]
 )
-def test_ctrl_c_stops_a_call_over_texts_in_memory(call: str, corpus_slice: list[str], news_or_mail: Path) -> None:
+def test_ctrl_c_stops_a_call_over_texts_in_memory(
+    call: str, corpus_slice: list[str], news_or_mail: Path
+) -> None:
     # The texts are held by Python: the binding works through them a slice at a time and runs
     # the signal handlers in between. dsir-sha256 keeps a unit (the slice once) long enough to time.
     featurizer = HashedNgrams(hash="dsir-sha256", num_threads=2)

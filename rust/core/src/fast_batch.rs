@@ -100,39 +100,158 @@ const _SPAN_LAYOUT: () = assert!(
         && std::mem::offset_of!(Range<usize>, end) == 8
 );
 
+/// Four or eight 64-bit lanes: the hashing that the AVX2 and AVX-512 paths share, written once
+/// over both widths ([`lanes::Lanes`]; each width's module implements the trait with its
+/// intrinsics). Against one copy of the algorithm per width it measured 0.98x, within the
+/// run-to-run spread of code layout.
+#[cfg(target_arch = "x86_64")]
+mod lanes {
+    use crate::hash::{FMIX_1, FMIX_2, K0, K1};
+
+    /// The lane operations of one SIMD width. Each needs that width's instructions (AVX2, or
+    /// AVX-512 F and DQ), so each is unsafe and called only from functions compiled for them.
+    pub(super) trait Lanes: Copy {
+        /// Lanes per vector.
+        const WIDTH: usize;
+        /// `x` in every lane.
+        unsafe fn splat(x: u64) -> Self;
+        /// The first [`Self::WIDTH`] values of `from`.
+        unsafe fn load(from: &[u64]) -> Self;
+        /// The lanes as twice as many u32 (low half first) into the first `2 * WIDTH` of `to`.
+        unsafe fn store_halves(self, to: &mut [u32]);
+        unsafe fn xor(self, other: Self) -> Self;
+        unsafe fn or(self, other: Self) -> Self;
+        unsafe fn add(self, other: Self) -> Self;
+        unsafe fn shift_right<const N: u32>(self) -> Self;
+        unsafe fn shift_left<const N: u32>(self) -> Self;
+        /// The 64-bit products of the lanes' low 32 bits.
+        unsafe fn mul_low_halves(self, other: Self) -> Self;
+        /// The low 64 bits of each lane times `c`.
+        unsafe fn mul_const(self, c: u64) -> Self;
+        unsafe fn rotate_left_31(self) -> Self;
+    }
+
+    /// [`crate::hash`]'s `fmix64` in each lane.
+    #[inline(always)]
+    pub(super) unsafe fn fmix64<V: Lanes>(h: V) -> V {
+        // SAFETY: the caller runs on a processor with `V`'s instructions.
+        unsafe {
+            let xor_shift_33 = |h: V| h.xor(h.shift_right::<33>());
+            xor_shift_33(xor_shift_33(xor_shift_33(h).mul_const(FMIX_1)).mul_const(FMIX_2))
+        }
+    }
+
+    /// The key of each lane's token of one to eight bytes, given its length and its bytes
+    /// (zero-padded, lowercased if asked): the one round of `fast_hash_words`, then `fmix64`.
+    #[inline(always)]
+    pub(super) unsafe fn short_key<V: Lanes>(lens: V, word: V) -> V {
+        // SAFETY: as for `fmix64`.
+        unsafe { fmix64(lens.mul_const(K0).xor(word).mul_const(K1).rotate_left_31()) }
+    }
+
+    /// `floor(key * buckets / 2^64)` in each lane, from two 32x32-bit products: the sum of the
+    /// high half's product and the carry of the low half's fits in 64 bits.
+    #[inline(always)]
+    unsafe fn bucket<V: Lanes>(key: V, buckets: V) -> V {
+        // SAFETY: as for `fmix64`.
+        unsafe {
+            let high = key.shift_right::<32>().mul_low_halves(buckets);
+            let carry = key.mul_low_halves(buckets).shift_right::<32>();
+            high.add(carry).shift_right::<32>()
+        }
+    }
+
+    /// See [`super::unigram_bigram_buckets`]; `out` holds `2 * keys.len() - 1` slots. Returns
+    /// the positions done (a multiple of the width; the caller does the rest).
+    #[inline(always)]
+    pub(super) unsafe fn unigram_bigram_buckets<V: Lanes>(keys: &[u64], buckets: u32, out: &mut [u32]) -> usize {
+        let width = V::WIDTH;
+        let mut done = 0;
+        // SAFETY: as for `fmix64`; loads and stores stay within the slices they are given.
+        unsafe {
+            let buckets = V::splat(u64::from(buckets));
+            // A position needs the key after it too.
+            while done + width < keys.len() {
+                let key = V::load(&keys[done..done + width]);
+                let next = V::load(&keys[done + 1..done + 1 + width]);
+                let bigram = fmix64(key.mul_const(K0).xor(next));
+                // Lane i: the unigram's bucket in its low half, the bigram's in its high one,
+                // which in memory is out[2i], out[2i + 1].
+                let pairs = bucket(key, buckets).or(bucket(bigram, buckets).shift_left::<32>());
+                pairs.store_halves(&mut out[2 * done..2 * (done + width)]);
+                done += width;
+            }
+        }
+        done
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
     use std::ops::Range;
 
-    use crate::hash::{FMIX_1, FMIX_2, K0, K1};
+    use super::lanes::{self, Lanes};
 
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512dq")]
-    fn mul_const(a: __m512i, c: u64) -> __m512i {
-        _mm512_mullo_epi64(a, _mm512_set1_epi64(c as i64))
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn xor_shift_33(h: __m512i) -> __m512i {
-        _mm512_xor_si512(h, _mm512_srli_epi64(h, 33))
-    }
-
-    /// [`crate::hash`]'s `fmix64` in each lane.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512dq")]
-    fn fmix64(h: __m512i) -> __m512i {
-        xor_shift_33(mul_const(xor_shift_33(mul_const(xor_shift_33(h), FMIX_1)), FMIX_2))
-    }
-
-    /// `floor(key * buckets / 2^64)` in each lane (see the AVX2 version).
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn bucket(key: __m512i, buckets: __m512i) -> __m512i {
-        let high = _mm512_mul_epu32(_mm512_srli_epi64(key, 32), buckets);
-        let carry = _mm512_srli_epi64(_mm512_mul_epu32(key, buckets), 32);
-        _mm512_srli_epi64(_mm512_add_epi64(high, carry), 32)
+    impl Lanes for __m512i {
+        const WIDTH: usize = 8;
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn splat(x: u64) -> Self {
+            _mm512_set1_epi64(x as i64)
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn load(from: &[u64]) -> Self {
+            // SAFETY: the load reads eight u64 of `from`.
+            unsafe { _mm512_loadu_si512(from[..8].as_ptr().cast()) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn store_halves(self, to: &mut [u32]) {
+            // SAFETY: the store writes sixteen u32 of `to`.
+            unsafe { _mm512_storeu_si512(to[..16].as_mut_ptr().cast(), self) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn xor(self, other: Self) -> Self {
+            _mm512_xor_si512(self, other)
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn or(self, other: Self) -> Self {
+            _mm512_or_si512(self, other)
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn add(self, other: Self) -> Self {
+            _mm512_add_epi64(self, other)
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn shift_right<const N: u32>(self) -> Self {
+            _mm512_srli_epi64::<N>(self)
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn shift_left<const N: u32>(self) -> Self {
+            _mm512_slli_epi64::<N>(self)
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn mul_low_halves(self, other: Self) -> Self {
+            _mm512_mul_epu32(self, other)
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512dq")]
+        unsafe fn mul_const(self, c: u64) -> Self {
+            _mm512_mullo_epi64(self, _mm512_set1_epi64(c as i64))
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn rotate_left_31(self) -> Self {
+            _mm512_rol_epi64::<31>(self)
+        }
     }
 
     /// The low `bytes` bytes of each lane of `words` (`bytes` <= 8), the others zero.
@@ -199,10 +318,11 @@ mod avx512 {
             } else {
                 w
             };
-            // The one round of fast_hash_words, then fmix64.
-            let h = _mm512_rol_epi64::<31>(mul_const(_mm512_xor_si512(mul_const(lens, K0), w), K1));
-            // SAFETY: `keys` holds `spans.len()` slots, eight of them from 8 * group.
-            unsafe { _mm512_storeu_si512(keys[8 * group..8 * group + 8].as_mut_ptr().cast(), fmix64(h)) };
+            // SAFETY: the processor has AVX-512 F and DQ; `keys` holds `spans.len()` slots, eight
+            // of them from 8 * group.
+            unsafe {
+                _mm512_storeu_si512(keys[8 * group..8 * group + 8].as_mut_ptr().cast(), lanes::short_key(lens, w))
+            };
             if refuse != 0 {
                 let indices = _mm512_add_epi64(lane, _mm512_set1_epi64((8 * group) as i64));
                 // SAFETY: `others` has room for eight u64 (usize) from `refused` on: `refused`
@@ -218,26 +338,11 @@ mod avx512 {
         others.extend(8 * groups..spans.len());
     }
 
-    /// See [`super::unigram_bigram_buckets`]: the AVX2 algorithm, eight positions at a time.
+    /// See [`super::unigram_bigram_buckets`].
     #[target_feature(enable = "avx512f,avx512dq")]
     pub(super) fn unigram_bigram_buckets(keys: &[u64], buckets: u32, out: &mut [u32]) -> usize {
-        let buckets = _mm512_set1_epi64(i64::from(buckets));
-        let mut done = 0;
-        while done + 9 <= keys.len() {
-            // SAFETY: each load reads the eight u64 of a slice of eight.
-            let (key, next) = unsafe {
-                (
-                    _mm512_loadu_si512(keys[done..done + 8].as_ptr().cast()),
-                    _mm512_loadu_si512(keys[done + 1..done + 9].as_ptr().cast()),
-                )
-            };
-            let bigram = fmix64(_mm512_xor_si512(mul_const(key, K0), next));
-            let pairs = _mm512_or_si512(bucket(key, buckets), _mm512_slli_epi64(bucket(bigram, buckets), 32));
-            // SAFETY: the store writes the sixteen u32 of a slice of sixteen.
-            unsafe { _mm512_storeu_si512(out[2 * done..2 * done + 16].as_mut_ptr().cast(), pairs) };
-            done += 8;
-        }
-        done
+        // SAFETY: the processor has AVX-512 F and DQ.
+        unsafe { lanes::unigram_bigram_buckets::<__m512i>(keys, buckets, out) }
     }
 }
 
@@ -246,39 +351,73 @@ mod avx2 {
     use std::arch::x86_64::*;
     use std::ops::Range;
 
-    use crate::hash::{FMIX_1, FMIX_2, K0, K1};
+    use super::lanes::{self, Lanes};
 
-    /// The low 64 bits of each lane times `c`: lo*lo + ((hi*lo + lo*hi) << 32).
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn mul_const(a: __m256i, c: u64) -> __m256i {
-        let c_lo = _mm256_set1_epi64x(c as i64);
-        let c_hi = _mm256_set1_epi64x((c >> 32) as i64);
-        let cross = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(a, 32), c_lo), _mm256_mul_epu32(a, c_hi));
-        _mm256_add_epi64(_mm256_mul_epu32(a, c_lo), _mm256_slli_epi64(cross, 32))
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn xor_shift_33(h: __m256i) -> __m256i {
-        _mm256_xor_si256(h, _mm256_srli_epi64(h, 33))
-    }
-
-    /// [`crate::hash`]'s `fmix64` in each lane.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn fmix64(h: __m256i) -> __m256i {
-        xor_shift_33(mul_const(xor_shift_33(mul_const(xor_shift_33(h), FMIX_1)), FMIX_2))
-    }
-
-    /// `floor(key * buckets / 2^64)` in each lane, from two 32x32-bit products: the sum of the
-    /// high half's product and the carry of the low half's fits in 64 bits.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn bucket(key: __m256i, buckets: __m256i) -> __m256i {
-        let high = _mm256_mul_epu32(_mm256_srli_epi64(key, 32), buckets);
-        let carry = _mm256_srli_epi64(_mm256_mul_epu32(key, buckets), 32);
-        _mm256_srli_epi64(_mm256_add_epi64(high, carry), 32)
+    impl Lanes for __m256i {
+        const WIDTH: usize = 4;
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn splat(x: u64) -> Self {
+            _mm256_set1_epi64x(x as i64)
+        }
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn load(from: &[u64]) -> Self {
+            // SAFETY: the load reads four u64 of `from`.
+            unsafe { _mm256_loadu_si256(from[..4].as_ptr().cast()) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn store_halves(self, to: &mut [u32]) {
+            // SAFETY: the store writes eight u32 of `to`.
+            unsafe { _mm256_storeu_si256(to[..8].as_mut_ptr().cast(), self) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn xor(self, other: Self) -> Self {
+            _mm256_xor_si256(self, other)
+        }
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn or(self, other: Self) -> Self {
+            _mm256_or_si256(self, other)
+        }
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn add(self, other: Self) -> Self {
+            _mm256_add_epi64(self, other)
+        }
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn shift_right<const N: u32>(self) -> Self {
+            // (The immediate forms take an i32 constant; this count folds to one.)
+            _mm256_srl_epi64(self, _mm_set_epi64x(0, i64::from(N)))
+        }
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn shift_left<const N: u32>(self) -> Self {
+            _mm256_sll_epi64(self, _mm_set_epi64x(0, i64::from(N)))
+        }
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn mul_low_halves(self, other: Self) -> Self {
+            _mm256_mul_epu32(self, other)
+        }
+        /// AVX2 has no 64-bit multiply: lo*lo + ((hi*lo + lo*hi) << 32).
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn mul_const(self, c: u64) -> Self {
+            let c_lo = _mm256_set1_epi64x(c as i64);
+            let c_hi = _mm256_set1_epi64x((c >> 32) as i64);
+            let cross =
+                _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(self, 32), c_lo), _mm256_mul_epu32(self, c_hi));
+            _mm256_add_epi64(_mm256_mul_epu32(self, c_lo), _mm256_slli_epi64(cross, 32))
+        }
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn rotate_left_31(self) -> Self {
+            _mm256_or_si256(_mm256_slli_epi64(self, 31), _mm256_srli_epi64(self, 33))
+        }
     }
 
     /// ASCII capitals of every byte lowercased (bytes >= 0x80 are negative, so left alone).
@@ -326,11 +465,9 @@ mod avx2 {
             } else {
                 w
             };
-            // The one round of fast_hash_words, rotate included, then fmix64.
-            let h = mul_const(_mm256_xor_si256(mul_const(lens, K0), w), K1);
-            let h = _mm256_or_si256(_mm256_slli_epi64(h, 31), _mm256_srli_epi64(h, 33));
-            // SAFETY: `keys` is a chunk of four u64 (`storeu` has no alignment requirement).
-            unsafe { _mm256_storeu_si256(keys.as_mut_ptr().cast(), fmix64(h)) };
+            // SAFETY: the processor has AVX2; `keys` is a chunk of four u64 (`storeu` has no
+            // alignment requirement).
+            unsafe { _mm256_storeu_si256(keys.as_mut_ptr().cast(), lanes::short_key(lens, w)) };
             let refused_lanes = _mm256_movemask_pd(_mm256_castsi256_pd(refuse)) as usize;
             for lane in 0..4 {
                 others[refused] = 4 * group + lane;
@@ -341,30 +478,11 @@ mod avx2 {
         others.extend(4 * groups..spans.len());
     }
 
-    /// See [`super::unigram_bigram_buckets`]; `out` holds `2 * keys.len() - 1` slots. Returns
-    /// the positions done (a multiple of four; the caller does the rest).
+    /// See [`super::unigram_bigram_buckets`].
     #[target_feature(enable = "avx2")]
     pub(super) fn unigram_bigram_buckets(keys: &[u64], buckets: u32, out: &mut [u32]) -> usize {
-        let buckets = _mm256_set1_epi64x(i64::from(buckets));
-        let mut done = 0;
-        // Four positions need the key after them too.
-        while done + 5 <= keys.len() {
-            // SAFETY: each load reads the four u64 of a slice of four.
-            let (key, next) = unsafe {
-                (
-                    _mm256_loadu_si256(keys[done..done + 4].as_ptr().cast()),
-                    _mm256_loadu_si256(keys[done + 1..done + 5].as_ptr().cast()),
-                )
-            };
-            let bigram = fmix64(_mm256_xor_si256(mul_const(key, K0), next));
-            // Lane i: the unigram's bucket in its low 32 bits, the bigram's in its high ones,
-            // which in memory is out[2i], out[2i + 1].
-            let pairs = _mm256_or_si256(bucket(key, buckets), _mm256_slli_epi64(bucket(bigram, buckets), 32));
-            // SAFETY: the store writes the eight u32 of a slice of eight.
-            unsafe { _mm256_storeu_si256(out[2 * done..2 * done + 8].as_mut_ptr().cast(), pairs) };
-            done += 4;
-        }
-        done
+        // SAFETY: the processor has AVX2.
+        unsafe { lanes::unigram_bigram_buckets::<__m256i>(keys, buckets, out) }
     }
 }
 

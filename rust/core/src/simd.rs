@@ -2,7 +2,7 @@
 //! tests run every level the processor has against the same references.
 
 /// A set of instructions a SIMD path needs, from most to least capable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Simd {
     /// AVX-512 F, BW (byte compares into mask registers) and DQ (a native 64-bit multiply).
     Avx512,

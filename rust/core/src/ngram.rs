@@ -100,11 +100,46 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
+impl Scratch {
+    /// The most bytes a buffer keeps between tasks. Texts are featurised a piece at a time, so
+    /// their buffers stay below it; an enormous token-id document, or a long document's bucket
+    /// ids, grow some beyond, and those are freed once the task is done.
+    const KEPT_BYTES: usize = 8 << 20;
+
+    /// Frees the buffers grown beyond [`Self::KEPT_BYTES`].
+    fn free_large_buffers(&mut self) {
+        fn free_if_large<T>(buffer: &mut Vec<T>) {
+            if buffer.capacity() * std::mem::size_of::<T>() > Scratch::KEPT_BYTES {
+                *buffer = Vec::new();
+            }
+        }
+        let Scratch { text, keys, pending, spans, others, unigram_bigram, joined, bounds, token, buckets } = self;
+        if text.capacity() > Self::KEPT_BYTES {
+            *text = String::new();
+        }
+        free_if_large(keys);
+        free_if_large(pending);
+        free_if_large(spans);
+        free_if_large(others);
+        free_if_large(unigram_bigram);
+        free_if_large(joined);
+        free_if_large(bounds);
+        free_if_large(token);
+        free_if_large(buckets);
+    }
+}
+
 /// Runs `f` with this thread's [`Scratch`]: a parallel task reuses the buffers that earlier
-/// tasks on its thread grew, instead of growing new ones (they stay small: long texts are
-/// featurised a piece at a time).
+/// tasks on its thread grew, instead of growing new ones; a buffer grown beyond 8 MiB is freed
+/// afterwards, so a pool thread does not hold on to the memory of the largest document it ever
+/// saw.
 pub fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
-    SCRATCH.with(|scratch| f(&mut scratch.borrow_mut()))
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let result = f(&mut scratch);
+        scratch.free_large_buffers();
+        result
+    })
 }
 
 /// Set when a token lowercased on its own holds a capital sigma (U+03A3): Python lowercases it by
@@ -694,6 +729,22 @@ mod tests {
         assert!(f.transform_ids(&pool, &[1u32, 2], &[0, 2, 1, 2]).is_err());
         assert!(f.transform_ids(&pool, &[1u32, 2], &[1, 2]).is_err());
         assert_eq!(f.transform_ids(&pool, &[1u32, 2], &[0, 0, 2, 2]).unwrap().indptr, [0, 0, 3, 3]);
+    }
+
+    #[test]
+    fn a_thread_frees_the_scratch_an_enormous_document_grew() {
+        let f = Featurizer::new(space(HashFamily::FastV1, 2, 97)).unwrap();
+        let ids: Vec<u32> = (0..2_000_000).collect(); // 16 MB of keys
+        let mut buckets = 0usize;
+        with_scratch(|scratch| f.for_each_bucket_of_ids(&ids, scratch, |_| buckets += 1)).unwrap();
+        assert_eq!(buckets, 2 * ids.len() - 1);
+        with_scratch(|scratch| {
+            assert!(scratch.keys.capacity() * 8 <= Scratch::KEPT_BYTES, "{}", scratch.keys.capacity());
+            assert!(scratch.unigram_bigram.capacity() * 4 <= Scratch::KEPT_BYTES);
+        });
+        // Small buffers stay for the next task.
+        with_scratch(|scratch| f.for_each_bucket_of_ids(&ids[..1000], scratch, |_| {})).unwrap();
+        with_scratch(|scratch| assert!(scratch.keys.capacity() >= 1000));
     }
 
     #[test]

@@ -168,6 +168,15 @@ def test_bad_items_raise_or_give_empty_rows() -> None:
     assert report.documents == 2 and report.records == 5
     assert report.skipped == {"missing_field": 1, "not_a_string": 1, "lone_surrogate": 1}
     np.testing.assert_array_equal(total, f.sum_counts(["ok text", "fine"]))
+    # Lists are read by index (their objects prefetched 16 ahead), other iterables by
+    # iteration: both give the same counts and account for every item.
+    many = items * 9
+    by_index, by_index_report = f.sum_counts(many, return_report=True)
+    by_iteration, by_iteration_report = f.sum_counts(iter(many), return_report=True)
+    np.testing.assert_array_equal(by_index, by_iteration)
+    np.testing.assert_array_equal(by_index, 9 * total)
+    expected = {"missing_field": 9, "not_a_string": 9, "lone_surrogate": 9}
+    assert by_index_report.skipped == by_iteration_report.skipped == expected
 
 
 def test_bad_token_ids_are_typed_errors() -> None:

@@ -8,6 +8,7 @@ use rayon::prelude::*;
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::memory::prefetching_next;
 use crate::ngram::{Featurizer, with_scratch};
 use crate::spill::{self, SpilledDocument};
 
@@ -65,7 +66,7 @@ impl ImportanceModel {
                     let mut buckets = Vec::new();
                     let mut piece = DocumentScores::default();
                     with_scratch(|scratch| {
-                        for doc in chunk {
+                        for doc in prefetching_next(chunk) {
                             buckets.clear();
                             self.featurizer.for_each_bucket(doc.as_ref(), scratch, |b| buckets.push(b));
                             self.push_scores(buckets.as_slice(), &mut piece);

@@ -5,7 +5,8 @@
 //! AVX-512), [`ngram`] turns words or token ids into hashed n-gram counts, [`io`] streams
 //! documents out of corpus files while accounting for every record, [`pool`] owns the thread
 //! pools everything runs on, [`spill`] keeps per-document bucket ids on disk for a second pass,
-//! and [`fasttext`] reads fastText classifiers and reproduces their predictions bit for bit.
+//! [`memory`] holds prefetch and huge-page hints, and [`fasttext`] reads fastText classifiers
+//! and reproduces their predictions bit for bit.
 
 pub mod dsir;
 pub mod error;
@@ -13,7 +14,7 @@ pub mod fast_batch;
 pub mod fasttext;
 pub mod hash;
 pub mod io;
-mod memory;
+pub mod memory;
 pub mod ngram;
 pub mod pool;
 mod simd;

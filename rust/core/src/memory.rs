@@ -1,16 +1,50 @@
 //! Memory hints: software prefetches for lookups whose addresses are known before they are
-//! needed, and huge pages for large tables read at random.
+//! needed (the next text of a batch among them), and huge pages for large tables read at random.
 
 /// Asks the processor to bring `value`'s cache line closer; a no-op off x86-64.
 #[inline(always)]
 pub(crate) fn prefetch<T>(value: &T) {
+    prefetch_address(value as *const T);
+}
+
+/// Asks the processor to bring the cache line at `address` closer; a no-op off x86-64. The
+/// address is never dereferenced, so any pointer will do.
+#[inline(always)]
+pub fn prefetch_address<T>(address: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetching is a hint that never faults, whatever the address.
     unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>((value as *const T).cast());
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(address.cast());
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
+    let _ = address;
+}
+
+/// How much of the next text [`prefetching_next`] fetches ahead: the hardware prefetcher
+/// follows a text once its first lines have been read.
+const TEXT_AHEAD_BYTES: usize = 512;
+
+/// The items of `texts` in order, each handed out after the first bytes of the one after it
+/// have been prefetched. Texts in allocations of their own (Python `str` objects, for one) lie
+/// scattered in memory, where the hardware prefetcher cannot guess where the next one starts;
+/// counting `raw_pool`'s n-grams from a Python list got 1.035x faster (2 threads, 8 alternating
+/// rounds), while texts that lie one after the other gained nothing.
+pub fn prefetching_next<D: AsRef<str>>(texts: &[D]) -> impl Iterator<Item = &D> {
+    texts.iter().enumerate().map(|(i, text)| {
+        if let Some(next) = texts.get(i + 1) {
+            prefetch_text_start(next.as_ref());
+        }
+        text
+    })
+}
+
+/// Prefetches the first bytes of `text` (see [`prefetching_next`]).
+#[inline(always)]
+pub fn prefetch_text_start(text: &str) {
+    let bytes = text.as_bytes();
+    for line in (0..bytes.len().min(TEXT_AHEAD_BYTES)).step_by(64) {
+        prefetch(&bytes[line]);
+    }
 }
 
 /// Prefetches every 64-byte cache line that `values` touches (aligned or not).

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::fast_batch;
 use crate::hash::{self, HashFamily};
+use crate::memory::{prefetch_text_start, prefetching_next};
 use crate::spill::{self, SpillBuffer, SpillWriter};
 use crate::text::{self, Tokenizer};
 
@@ -432,7 +433,8 @@ impl Featurizer {
 
     /// Sparse per-document counts of `docs`, in input order, computed on `pool`.
     pub fn transform<D: AsRef<str> + Sync>(&self, pool: &rayon::ThreadPool, docs: &[D]) -> CsrCounts {
-        let Ok(csr) = csr_rows::<_, std::convert::Infallible>(pool, docs, |doc, scratch, emit| {
+        let prefetch = |doc: &D| prefetch_text_start(doc.as_ref());
+        let Ok(csr) = csr_rows::<_, std::convert::Infallible>(pool, docs, prefetch, |doc, scratch, emit| {
             self.for_each_bucket(doc.as_ref(), scratch, emit);
             Ok(())
         });
@@ -443,15 +445,21 @@ impl Featurizer {
     /// `ids[offsets[i]..offsets[i + 1]]`.
     pub fn transform_ids<T: TokenId>(&self, pool: &rayon::ThreadPool, ids: &[T], offsets: &[u64]) -> Result<CsrCounts> {
         let ranges = id_ranges(ids.len(), offsets)?;
-        csr_rows(pool, &ranges, |range, scratch, emit| self.for_each_bucket_of_ids(&ids[range.clone()], scratch, emit))
+        csr_rows(
+            pool,
+            &ranges,
+            |_| {},
+            |range, scratch, emit| self.for_each_bucket_of_ids(&ids[range.clone()], scratch, emit),
+        )
     }
 }
 
 /// One CSR row per item, in order, computed in parallel: `row(item, scratch, emit)` emits the
-/// item's buckets.
+/// item's buckets, and `prefetch(next)` is called on the next item of a task just before.
 fn csr_rows<T: Sync, E: Send>(
     pool: &rayon::ThreadPool,
     items: &[T],
+    prefetch: impl Fn(&T) + Sync,
     row: impl Fn(&T, &mut Scratch, &mut dyn FnMut(u32)) -> Result<(), E> + Sync,
 ) -> Result<CsrCounts, E> {
     let pieces: Result<Vec<CsrCounts>, E> = pool.install(|| {
@@ -460,7 +468,10 @@ fn csr_rows<T: Sync, E: Send>(
             .map(|chunk| {
                 with_scratch(|scratch| {
                     let mut piece = CsrCounts { indptr: Vec::with_capacity(chunk.len()), ..Default::default() };
-                    for item in chunk {
+                    for (i, item) in chunk.iter().enumerate() {
+                        if let Some(next) = chunk.get(i + 1) {
+                            prefetch(next);
+                        }
                         let mut buckets = std::mem::take(&mut scratch.buckets);
                         buckets.clear();
                         row(item, scratch, &mut |b| buckets.push(b))?;
@@ -555,7 +566,7 @@ impl CountAccumulator {
                 with_scratch(|scratch| {
                     self.with_thread_counts(|counts| {
                         let counts = counts.as_mut_slice();
-                        for doc in chunk {
+                        for doc in prefetching_next(chunk) {
                             self.featurizer.for_each_bucket(doc.as_ref(), scratch, |b| counts[b as usize] += 1);
                         }
                     })
@@ -579,7 +590,7 @@ impl CountAccumulator {
                     let mut buckets = Vec::new();
                     with_scratch(|scratch| {
                         self.with_thread_counts(|counts| {
-                            for doc in chunk {
+                            for doc in prefetching_next(chunk) {
                                 buckets.clear();
                                 self.featurizer.for_each_bucket(doc.as_ref(), scratch, |b| buckets.push(b));
                                 for &b in &buckets {

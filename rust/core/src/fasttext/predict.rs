@@ -24,6 +24,7 @@ use super::dictionary::EOS;
 use super::model::{FastTextModel, Loss};
 use super::preprocess::{NewlineFound, Preprocess};
 use crate::error::{Error, Result};
+use crate::memory::prefetching_next;
 use crate::text::Tokenizer;
 
 /// fastText's `std_log`: the log of `p + 1e-5`, rounded to f32.
@@ -324,7 +325,7 @@ impl FastTextModel {
                 .map_init(
                     || self.scratch(),
                     |scratch, (chunk, ((labels, probs), texts))| {
-                        for (j, text) in texts.iter().enumerate() {
+                        for (j, text) in prefetching_next(texts).enumerate() {
                             let index = first_index + chunk * CHUNK + j;
                             self.features(text.as_ref(), prep, scratch).map_err(|_| self.newline_error(Some(index)))?;
                             self.predict_rows(k, threshold, scratch)?;
@@ -404,7 +405,7 @@ impl FastTextModel {
                 .map_init(
                     || self.scratch(),
                     |scratch, (chunk, (scores, texts))| {
-                        for (j, (score, text)) in scores.iter_mut().zip(texts).enumerate() {
+                        for (j, (score, text)) in scores.iter_mut().zip(prefetching_next(texts)).enumerate() {
                             self.features(text.as_ref(), prep, scratch)
                                 .map_err(|_| self.newline_error(Some(first_index + chunk * CHUNK + j)))?;
                             *score = self.label_score(label, scratch)?;

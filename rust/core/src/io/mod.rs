@@ -264,6 +264,7 @@ impl ReadReport {
         on_error: OnError,
         docs: &mut Vec<Document<'a>>,
     ) -> Result<()> {
+        docs.reserve(parsed.len());
         for (i, record) in parsed.into_iter().enumerate() {
             let line = first_line + i as u64;
             if let Some(text) = self.account(source, line, record, on_error)? {

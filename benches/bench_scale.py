@@ -24,11 +24,16 @@ the integration's overhead per document is Ray's time per document against the i
 one on as many threads as the cluster has workers (1 worker against 1 thread, 2 against 2):
 ``*_overhead_per_doc`` from the medians of the times, ``*_overhead_per_doc_paired`` the median
 over rounds of the overhead computed within each round (``*_by_round``).
-``batched_2_threads`` is the Arrow plumbing alone: ``fn(table)`` on batches of ``BATCH_ROWS``
-(16,384) rows in this process. The Ray runs return the scores only (``keep_columns=[]``), as
-the in-process call does; ``ray_2_workers_keep_text`` also carries the text through. Medians
-of ``--reps`` rounds after a warm-up round, each round running every configuration once
-(interleaved, so that the machine's drift falls on all alike); no other load should run meanwhile.
+``ray_1_actor_2_cpus`` is one actor with both CPUs (two threads sharing one model) against 2
+in-process threads. ``batched_2_threads`` is the Arrow plumbing alone: ``fn(table)`` on batches
+of ``BATCH_ROWS`` (16,384) rows in this process. Without Ray, ``two_processes_*_vs_threads``
+times two forked processes computing half the texts each on one thread, with a model each
+(``own_copies``, as one-CPU actors have) or on one model whose pages they share
+(``shared_pages``), against the in-process call on 2 threads: what a model per process costs.
+The Ray runs return the scores only (``keep_columns=[]``), as the in-process call does;
+``ray_2_workers_keep_text`` also carries the text through. Medians of ``--reps`` rounds after a
+warm-up round, each round running every configuration once (interleaved, so that the machine's
+drift falls on all alike); no other load should run meanwhile.
 
 Usage: python benches/bench_scale.py [--reps 3] [--limit DOCS] [--repeat K]
 """
@@ -36,6 +41,8 @@ Usage: python benches/bench_scale.py [--reps 3] [--limit DOCS] [--repeat K]
 from __future__ import annotations
 
 import argparse
+import os
+import pickle
 import tempfile
 import time
 from typing import Any
@@ -73,10 +80,48 @@ def batched_call(fn: BatchFunction, texts: pa.ChunkedArray, threads: int) -> Non
         fn(batch)
 
 
-def on_ray(ds: ray.data.Dataset, fn: BatchFunction, actors: int, keep_text: bool = False) -> None:
-    """apply() on ``actors`` actors of 1 CPU each, the whole job (actor start-up included). The
-    output holds the scores only, as the in-process call returns them, unless ``keep_text``."""
-    tsray.apply(ds, fn, actors=actors, batch_size=BATCH, keep_columns=None if keep_text else []).materialize()
+def on_ray(
+    ds: ray.data.Dataset, fn: BatchFunction, actors: int, keep_text: bool = False, cpus: int = 1
+) -> None:
+    """apply() on ``actors`` actors of ``cpus`` CPUs (threads) each, the whole job (actor start-up
+    included). The output holds the scores only, as the in-process call returns them, unless
+    ``keep_text``."""
+    keep = None if keep_text else []
+    tsray.apply(ds, fn, actors=actors, num_cpus=cpus, batch_size=BATCH, keep_columns=keep).materialize()
+
+
+def forked_halves(fn: BatchFunction, texts: pa.ChunkedArray, own_copies: bool) -> float:
+    """Wall seconds of two forked processes computing half the texts each on one thread, as two
+    one-CPU actors do: each with a model of its own (``own_copies``, loaded from the pickled
+    function as an actor loads it) or both on this process's loaded model, whose pages a fork
+    shares. Timed from a common start once both have loaded."""
+    halves = [texts[: len(texts) // 2], texts[len(texts) // 2 :]]
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pids = []
+    for half in halves:
+        pid = os.fork()
+        if pid == 0:  # child: compute and leave without running the parent's cleanup
+            try:
+                mine = pickle.loads(pickle.dumps(fn)) if own_copies else fn
+                mine.place(num_threads=1, gpu=False)
+                mine.load()
+                os.write(ready_w, b"r")
+                os.read(go_r, 1)
+                mine.compute(half)
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    for _ in pids:
+        os.read(ready_r, 1)
+    start = time.perf_counter()
+    os.write(go_w, b"g" * len(pids))
+    for pid in pids:
+        os.waitpid(pid, 0)
+    seconds = time.perf_counter() - start
+    for fd in (ready_r, ready_w, go_r, go_w):
+        os.close(fd)
+    return seconds
 
 
 def marginal(small: float, large: float, n_small: int, n_large: int) -> tuple[float, float]:
@@ -147,6 +192,7 @@ def main() -> None:
             "ray_1_worker": lambda fn, t, d: on_ray(d, fn, 1),
             "ray_2_workers": lambda fn, t, d: on_ray(d, fn, 2),
             "ray_2_workers_keep_text": lambda fn, t, d: on_ray(d, fn, 2, keep_text=True),
+            "ray_1_actor_2_cpus": lambda fn, t, d: on_ray(d, fn, 1, cpus=2),
         }
         for name, fn in stages.items():
             # Every configuration once per repetition, interleaved, so that the VM's drift over
@@ -172,7 +218,8 @@ def main() -> None:
                 ]
                 for run in runs
             }
-            for workers, threads in (("1_worker", "1_thread"), ("2_workers", "2_threads")):
+            pairs = (("1_worker", "1_thread"), ("2_workers", "2_threads"), ("1_actor_2_cpus", "2_threads"))
+            for workers, threads in pairs:
                 per_doc = row[f"ray_{workers}_us_per_doc"] / row[f"in_process_{threads}_us_per_doc"]
                 row[f"ray_{workers}_overhead_per_doc"] = per_doc - 1
                 ray_rounds, peer_rounds = by_round[f"ray_{workers}"], by_round[f"in_process_{threads}"]
@@ -185,6 +232,19 @@ def main() -> None:
             row["batch_function_overhead_per_doc"] = (
                 row["batched_2_threads_us_per_doc"] / row["in_process_2_threads_us_per_doc"] - 1
             )
+            # Two processes against two threads, without Ray: a model per process (as two
+            # one-CPU actors have) or one model whose pages both share.
+            copies: dict[str, list[float]] = {"threads": [], "own_copies": [], "shared_pages": []}
+            for _ in range(args.reps):
+                start = time.perf_counter()
+                in_process(fn, many, 2)
+                copies["threads"].append(time.perf_counter() - start)
+                copies["own_copies"].append(forked_halves(fn, many, own_copies=True))
+                copies["shared_pages"].append(forked_halves(fn, many, own_copies=False))
+            for kind in ("own_copies", "shared_pages"):
+                rounds = [p / t for p, t in zip(copies[kind], copies["threads"], strict=True)]
+                row[f"two_processes_{kind}_vs_threads_by_round"] = rounds
+                row[f"two_processes_{kind}_vs_threads"] = median(rounds)
             results[name] = row
             print(name, {k: np.round(v, 3).tolist() for k, v in row.items()})
         results["dsir fit"] = {

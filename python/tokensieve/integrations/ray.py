@@ -272,7 +272,9 @@ def apply(
     every text when only the scores are wanted.
 
     ``actors``: a fixed pool size, or ``None`` for a pool that grows from 1 with the cluster.
-    ``num_cpus`` per actor is also the thread count of its compiled calls; ``num_gpus`` per
+    ``num_cpus`` per actor is also the thread count of its compiled calls, whose threads share
+    the actor's one copy of the model (one-CPU actors each load their own: for a large model,
+    prefer few actors of many CPUs, which also saves memory); ``num_gpus`` per
     actor reserves GPUs for it (for :class:`~tokensieve.integrations.batch.TokenScores`, whose
     ``device=None`` then means the actor's GPU, and the CPU when ``num_gpus`` is 0).
     """

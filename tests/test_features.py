@@ -179,6 +179,22 @@ def test_bad_items_raise_or_give_empty_rows() -> None:
     assert by_index_report.skipped == by_iteration_report.skipped == expected
 
 
+def test_token_id_calls_over_several_slices_equal_their_parts() -> None:
+    # The binding works through 2M ids at a time (so that Ctrl-C stops it): 5M ids in
+    # documents of uneven lengths, one longer than a slice, give the rows of the parts.
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 1 << 20, size=5_000_000, dtype=np.uint32)
+    cuts = np.sort(rng.choice(np.arange(1, 2_000_000), size=3_000, replace=False))
+    offsets = np.concatenate([[0], cuts, [4_500_000, 5_000_000]])
+    f = HashedNgrams(buckets=4099)
+    whole = f.transform_ids(ids, offsets)
+    split = 1_500  # a document boundary
+    first = f.transform_ids(ids[: offsets[split]], offsets[: split + 1])
+    rest = f.transform_ids(ids[offsets[split] :], offsets[split:] - offsets[split])
+    assert (whole != sparse.vstack([first, rest])).nnz == 0
+    np.testing.assert_array_equal(f.sum_counts_ids(ids, offsets), np.asarray(whole.sum(axis=0)).ravel())
+
+
 def test_bad_token_ids_are_typed_errors() -> None:
     f = HashedNgrams()
     with pytest.raises(InvalidArgumentError, match=">= 0"):

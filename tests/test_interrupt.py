@@ -129,6 +129,21 @@ def test_ctrl_c_stops_a_call_over_texts_in_memory(
     assert_stops_early(lambda copies: runs[call](corpus_slice * copies), units)
 
 
+@pytest.mark.parametrize("call", ["sum_counts_ids", "transform_ids"])
+def test_ctrl_c_stops_a_call_over_token_ids(call: str) -> None:
+    # As for texts: the binding works through the documents 2M ids at a time.
+    featurizer = HashedNgrams(hash="dsir-sha256", num_threads=2)
+    # 200 units of 400 documents of 500 ids, made beforehand: a unit is a prefix (a view).
+    ids = np.tile(np.random.default_rng(0).integers(0, 50_000, size=200_000, dtype=np.uint32), 200)
+    offsets = np.arange(0, len(ids) + 1, 500)
+
+    def run(copies: int) -> object:
+        return getattr(featurizer, call)(ids[: copies * 200_000], offsets[: copies * 400 + 1])
+
+    run(1)  # builds the threads' n-gram caches, which would inflate the time of one unit
+    assert_stops_early(run, 200)
+
+
 def test_ctrl_c_ends_a_command_cleanly(pool_files: list[Path], tmp_path: Path) -> None:
     out = tmp_path / "counts.npy"
     # The child installs Python's own SIGINT handler: one started from a background job

@@ -444,10 +444,20 @@ impl Featurizer {
     /// Sparse per-document counts of token-id documents: document i is
     /// `ids[offsets[i]..offsets[i + 1]]`.
     pub fn transform_ids<T: TokenId>(&self, pool: &rayon::ThreadPool, ids: &[T], offsets: &[u64]) -> Result<CsrCounts> {
-        let ranges = id_ranges(ids.len(), offsets)?;
+        self.transform_id_ranges(pool, ids, &id_document_ranges(ids.len(), offsets)?)
+    }
+
+    /// [`Self::transform_ids`] of the documents `ids[range]` for each of `ranges` (from
+    /// [`id_document_ranges`], or a run of them).
+    pub fn transform_id_ranges<T: TokenId>(
+        &self,
+        pool: &rayon::ThreadPool,
+        ids: &[T],
+        ranges: &[Range<usize>],
+    ) -> Result<CsrCounts> {
         csr_rows(
             pool,
-            &ranges,
+            ranges,
             |_| {},
             |range, scratch, emit| self.for_each_bucket_of_ids(&ids[range.clone()], scratch, emit),
         )
@@ -486,9 +496,9 @@ fn csr_rows<T: Sync, E: Send>(
     Ok(concat_rows(pieces?))
 }
 
-/// Checks that `offsets` is a non-decreasing list of positions into `ids` starting at 0 and
-/// ending at `ids.len()`, and returns the document ranges.
-fn id_ranges(len: usize, offsets: &[u64]) -> Result<Vec<Range<usize>>> {
+/// Checks that `offsets` is a non-decreasing list of positions into `len` token ids starting at
+/// 0 and ending at `len`, and returns the documents' ranges of ids.
+pub fn id_document_ranges(len: usize, offsets: &[u64]) -> Result<Vec<Range<usize>>> {
     if offsets.first() != Some(&0) || offsets.last().map(|&o| o as usize) != Some(len) {
         return Err(Error::invalid(format!(
             "offsets must start at 0 and end at len(ids) = {len} (got {} offsets)",
@@ -607,9 +617,14 @@ impl CountAccumulator {
         pieces.into_iter().try_for_each(|buffer| spill.write(buffer))
     }
 
-    /// Adds the n-gram counts of token-id documents (see [`Featurizer::transform_ids`]).
-    pub fn add_ids<T: TokenId>(&self, pool: &rayon::ThreadPool, ids: &[T], offsets: &[u64]) -> Result<()> {
-        let ranges = id_ranges(ids.len(), offsets)?;
+    /// Adds the n-gram counts of the token-id documents `ids[range]` for each of `ranges` (see
+    /// [`id_document_ranges`] and [`Featurizer::transform_ids`]).
+    pub fn add_id_ranges<T: TokenId>(
+        &self,
+        pool: &rayon::ThreadPool,
+        ids: &[T],
+        ranges: &[Range<usize>],
+    ) -> Result<()> {
         pool.install(|| {
             ranges.par_chunks(DOCS_PER_TASK).try_for_each(|chunk| {
                 with_scratch(|scratch| {

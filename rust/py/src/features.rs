@@ -1,5 +1,6 @@
 //! `NgramFeaturizer`: hashed n-gram counts of texts, token ids or files.
 
+use std::ops::Range;
 use std::path::PathBuf;
 
 use numpy::{PyArray1, PyReadonlyArray1};
@@ -8,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use tokensieve_core::hash::HashFamily;
 use tokensieve_core::io::{ReadReport, read_files};
-use tokensieve_core::ngram::{CountAccumulator, FeatureSpace, Featurizer, TokenId};
+use tokensieve_core::ngram::{CountAccumulator, CsrCounts, FeatureSpace, Featurizer, TokenId, id_document_ranges};
 use tokensieve_core::spill::SpillWriter;
 use tokensieve_core::text::Tokenizer;
 use tokensieve_core::{Error, pool};
@@ -16,7 +17,7 @@ use tokensieve_core::{Error, pool};
 use crate::convert::{HeldTexts, collect_documents, counts_to_py, csr_to_py, report_to_py, units};
 use crate::errors::CoreError;
 use crate::io::{read_options, thread_pool};
-use crate::progress::{Progress, for_each_slice};
+use crate::progress::{Progress, for_each_id_slice, for_each_slice};
 
 /// A hashed n-gram feature space and the featuriser over it.
 #[pyclass(frozen, module = "tokensieve._core")]
@@ -98,36 +99,40 @@ impl NgramFeaturizer {
 
 /// Dispatches the engine's generic id functions over the supported dtypes.
 trait IdSlice: Sync {
+    fn len(&self) -> usize;
     fn transform(
         &self,
         f: &Featurizer,
         pool: &pool::ThreadPool,
-        offsets: &[u64],
+        ranges: &[Range<usize>],
     ) -> tokensieve_core::Result<tokensieve_core::ngram::CsrCounts>;
     fn accumulate(
         &self,
         acc: &CountAccumulator,
         pool: &pool::ThreadPool,
-        offsets: &[u64],
+        ranges: &[Range<usize>],
     ) -> tokensieve_core::Result<()>;
 }
 
 impl<T: TokenId> IdSlice for &[T] {
+    fn len(&self) -> usize {
+        <[T]>::len(self)
+    }
     fn transform(
         &self,
         f: &Featurizer,
         pool: &pool::ThreadPool,
-        offsets: &[u64],
+        ranges: &[Range<usize>],
     ) -> tokensieve_core::Result<tokensieve_core::ngram::CsrCounts> {
-        f.transform_ids(pool, self, offsets)
+        f.transform_id_ranges(pool, self, ranges)
     }
     fn accumulate(
         &self,
         acc: &CountAccumulator,
         pool: &pool::ThreadPool,
-        offsets: &[u64],
+        ranges: &[Range<usize>],
     ) -> tokensieve_core::Result<()> {
-        acc.add_ids(pool, self, offsets)
+        acc.add_id_ranges(pool, self, ranges)
     }
 }
 
@@ -279,8 +284,15 @@ impl NgramFeaturizer {
     ) -> PyResult<Bound<'py, PyTuple>> {
         let pool = thread_pool(num_threads)?;
         let offsets = offsets_vec(&offsets)?;
-        let csr = Self::with_ids(&ids, |ids| py.detach(|| ids.transform(&self.inner, &pool, &offsets)))?
-            .map_err(CoreError)?;
+        let csr = Self::with_ids(&ids, |ids| {
+            let ranges = id_document_ranges(ids.len(), &offsets).map_err(CoreError)?;
+            let mut csr = CsrCounts { indptr: vec![0], ..CsrCounts::default() };
+            for_each_id_slice(py, &ranges, |_, slice| {
+                csr.append(ids.transform(&self.inner, &pool, slice)?);
+                Ok(())
+            })?;
+            PyResult::Ok(csr)
+        })??;
         csr_to_py(py, csr, self.inner.space().buckets)
     }
 
@@ -296,12 +308,11 @@ impl NgramFeaturizer {
         let pool = thread_pool(num_threads)?;
         let offsets = offsets_vec(&offsets)?;
         let counts = Self::with_ids(&ids, |ids| {
-            py.detach(|| {
-                let acc = CountAccumulator::new(self.inner.clone(), &pool);
-                ids.accumulate(&acc, &pool, &offsets).map(|()| acc.finish())
-            })
-        })?
-        .map_err(CoreError)?;
+            let ranges = id_document_ranges(ids.len(), &offsets).map_err(CoreError)?;
+            let acc = CountAccumulator::new(self.inner.clone(), &pool);
+            for_each_id_slice(py, &ranges, |_, slice| ids.accumulate(&acc, &pool, slice))?;
+            PyResult::Ok(acc.finish())
+        })??;
         Ok(counts_to_py(py, counts))
     }
 }

@@ -1,6 +1,7 @@
 //! Progress reports from long reads to a Python callable, and Ctrl-C during them and during
 //! long calls over texts in memory.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -69,8 +70,11 @@ impl Progress {
     }
 }
 
-/// Text bytes per slice of an in-memory call: tens of milliseconds of work at most.
+/// Text bytes per slice of an in-memory call over texts: tens of milliseconds of work at most.
 const SLICE_BYTES: usize = 8 << 20;
+
+/// Token ids per slice of an in-memory call over token-id documents (as [`SLICE_BYTES`]).
+const SLICE_IDS: usize = 2 << 20;
 
 /// Runs `work(first_index, slice)` with the GIL released over consecutive slices of `docs` of
 /// about [`SLICE_BYTES`] of text each (at least one document), in order, and Python's signal
@@ -79,16 +83,38 @@ const SLICE_BYTES: usize = 8 << 20;
 pub fn for_each_slice<D: AsRef<str> + Sync>(
     py: Python<'_>,
     docs: &[D],
-    mut work: impl FnMut(usize, &[D]) -> Result<(), Error> + Send,
+    work: impl FnMut(usize, &[D]) -> Result<(), Error> + Send,
+) -> PyResult<()> {
+    for_each_slice_of(py, docs, |doc| doc.as_ref().len(), SLICE_BYTES, work)
+}
+
+/// [`for_each_slice`] over token-id documents, given as their ranges of ids, [`SLICE_IDS`] ids
+/// a slice.
+pub fn for_each_id_slice(
+    py: Python<'_>,
+    ranges: &[Range<usize>],
+    work: impl FnMut(usize, &[Range<usize>]) -> Result<(), Error> + Send,
+) -> PyResult<()> {
+    for_each_slice_of(py, ranges, |range| range.len(), SLICE_IDS, work)
+}
+
+/// Slices of `items` whose `size`s add up to about `limit` each (at least one item); see
+/// [`for_each_slice`].
+fn for_each_slice_of<T: Sync>(
+    py: Python<'_>,
+    items: &[T],
+    size: impl Fn(&T) -> usize,
+    limit: usize,
+    mut work: impl FnMut(usize, &[T]) -> Result<(), Error> + Send,
 ) -> PyResult<()> {
     let mut start = 0;
-    while start < docs.len() {
-        let (mut end, mut bytes) = (start, 0);
-        while end < docs.len() && (end == start || bytes < SLICE_BYTES) {
-            bytes += docs[end].as_ref().len();
+    while start < items.len() {
+        let (mut end, mut total) = (start, 0);
+        while end < items.len() && (end == start || total < limit) {
+            total += size(&items[end]);
             end += 1;
         }
-        let slice = &docs[start..end];
+        let slice = &items[start..end];
         py.detach(|| work(start, slice)).map_err(CoreError)?;
         py.check_signals()?;
         start = end;

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import zstandard
-from common import SHARED_DATA, median, write_result
+from common import SHARED_DATA, forked_wall_seconds, median, write_result
 
 
 def read_texts(path: Path, limit: int | None) -> list[str]:
@@ -79,20 +78,15 @@ def timed(fn, reps: int) -> tuple[float, float, list[float]]:
 def fasttext_two_processes(model, texts: list[str]) -> float:
     """Wall seconds of two forked processes predicting half the texts each (list calls)."""
     halves = [texts[: len(texts) // 2], texts[len(texts) // 2 :]]
-    start = time.perf_counter()
-    pids = []
-    for half in halves:
-        pid = os.fork()
-        if pid == 0:  # child: predict and leave without running the parent's cleanup
-            try:
-                for i in range(0, len(half), 1000):
-                    model.predict(half[i : i + 1000])
-            finally:
-                os._exit(0)
-        pids.append(pid)
-    for pid in pids:
-        os.waitpid(pid, 0)
-    return time.perf_counter() - start
+
+    def predict_half(i: int):
+        def run() -> None:
+            for start in range(0, len(halves[i]), 1000):
+                model.predict(halves[i][start : start + 1000])
+
+        return run
+
+    return forked_wall_seconds(predict_half, len(halves))
 
 
 def bench_dim(dim: int, train_path: Path, texts: list[str], held_out: tuple, reps: int, work: Path) -> dict:

@@ -41,16 +41,16 @@ Usage: python benches/bench_scale.py [--reps 3] [--limit DOCS] [--repeat K]
 from __future__ import annotations
 
 import argparse
-import os
 import pickle
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import ray
-from common import SHARED_DATA, median, timed, write_result
+from common import SHARED_DATA, forked_wall_seconds, median, timed, write_result
 
 from tokensieve import DSIR
 from tokensieve.dsir import source_identities
@@ -96,32 +96,14 @@ def forked_halves(fn: BatchFunction, texts: pa.ChunkedArray, own_copies: bool) -
     function as an actor loads it) or both on this process's loaded model, whose pages a fork
     shares. Timed from a common start once both have loaded."""
     halves = [texts[: len(texts) // 2], texts[len(texts) // 2 :]]
-    ready_r, ready_w = os.pipe()
-    go_r, go_w = os.pipe()
-    pids = []
-    for half in halves:
-        pid = os.fork()
-        if pid == 0:  # child: compute and leave without running the parent's cleanup
-            try:
-                mine = pickle.loads(pickle.dumps(fn)) if own_copies else fn
-                mine.place(num_threads=1, gpu=False)
-                mine.load()
-                os.write(ready_w, b"r")
-                os.read(go_r, 1)
-                mine.compute(half)
-            finally:
-                os._exit(0)
-        pids.append(pid)
-    for _ in pids:
-        os.read(ready_r, 1)
-    start = time.perf_counter()
-    os.write(go_w, b"g" * len(pids))
-    for pid in pids:
-        os.waitpid(pid, 0)
-    seconds = time.perf_counter() - start
-    for fd in (ready_r, ready_w, go_r, go_w):
-        os.close(fd)
-    return seconds
+
+    def prepare(i: int) -> Callable[[], object]:
+        mine = pickle.loads(pickle.dumps(fn)) if own_copies else fn
+        mine.place(num_threads=1, gpu=False)
+        mine.load()
+        return lambda: mine.compute(halves[i])
+
+    return forked_wall_seconds(prepare, len(halves))
 
 
 def marginal(small: float, large: float, n_small: int, n_large: int) -> tuple[float, float]:

@@ -9,6 +9,7 @@ import platform
 import statistics
 import subprocess
 import time
+import traceback
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -16,6 +17,46 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def forked_wall_seconds(prepare: Callable[[int], Callable[[], object]], processes: int) -> float:
+    """Wall seconds of ``processes`` forked children each running the work that ``prepare(i)``
+    returns in child ``i``, timed from a common start once every child has prepared (untimed:
+    loading a model, say) to the last child's end. Raises if a child fails."""
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pids = []
+    for i in range(processes):
+        pid = os.fork()
+        if pid == 0:  # child: leave without running the parent's cleanup, failing loudly
+            status = 1
+            try:
+                os.close(ready_r)
+                os.close(go_w)
+                work = prepare(i)
+                os.write(ready_w, b"r")
+                os.close(ready_w)
+                if os.read(go_r, 1):  # nothing: another child failed, the parent gave up
+                    work()
+                    status = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(status)
+        pids.append(pid)
+    os.close(ready_w)  # so that the reads below end if a child dies before it is ready
+    os.close(go_r)
+    ready = sum(len(os.read(ready_r, 1)) for _ in pids)
+    start = time.perf_counter()
+    if ready == len(pids):
+        os.write(go_w, b"g" * len(pids))
+    os.close(go_w)  # a child still waiting for the start then reads EOF and ends
+    statuses = [os.waitpid(pid, 0)[1] for pid in pids]
+    seconds = time.perf_counter() - start
+    os.close(ready_r)
+    if ready != len(pids) or any(statuses):
+        raise RuntimeError(f"a forked child failed (exit statuses {statuses})")
+    return seconds
 
 
 def timed(fn: Callable[[], Any], reps: int, before_each: Callable[[int], None] | None = None) -> list[float]:

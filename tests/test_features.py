@@ -188,6 +188,10 @@ def test_token_id_calls_over_several_slices_equal_their_parts() -> None:
     offsets = np.concatenate([[0], cuts, [4_500_000, 5_000_000]])
     f = HashedNgrams(buckets=4099)
     whole = f.transform_ids(ids, offsets)
+    # Every document has its row and every bigram and unigram its count (2n - 1 for n ids).
+    lengths = np.diff(offsets)
+    assert whole.shape == (len(lengths), 4099)
+    np.testing.assert_array_equal(np.asarray(whole.sum(axis=1)).ravel(), 2 * lengths - 1)
     split = 1_500  # a document boundary
     first = f.transform_ids(ids[: offsets[split]], offsets[: split + 1])
     rest = f.transform_ids(ids[offsets[split] :], offsets[split:] - offsets[split])

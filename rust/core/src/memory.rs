@@ -29,7 +29,7 @@ const TEXT_AHEAD_BYTES: usize = 512;
 /// scattered in memory, where the hardware prefetcher cannot guess where the next one starts;
 /// counting `raw_pool`'s n-grams from a Python list got 1.035x faster (2 threads, 8 alternating
 /// rounds), while texts that lie one after the other gained nothing.
-pub fn prefetching_next<D: AsRef<str>>(texts: &[D]) -> impl Iterator<Item = &D> {
+pub(crate) fn prefetching_next<D: AsRef<str>>(texts: &[D]) -> impl Iterator<Item = &D> {
     texts.iter().enumerate().map(|(i, text)| {
         if let Some(next) = texts.get(i + 1) {
             prefetch_text_start(next.as_ref());
@@ -40,7 +40,7 @@ pub fn prefetching_next<D: AsRef<str>>(texts: &[D]) -> impl Iterator<Item = &D> 
 
 /// Prefetches the first bytes of `text` (see [`prefetching_next`]).
 #[inline(always)]
-pub fn prefetch_text_start(text: &str) {
+pub(crate) fn prefetch_text_start(text: &str) {
     let bytes = text.as_bytes();
     for line in (0..bytes.len().min(TEXT_AHEAD_BYTES)).step_by(64) {
         prefetch(&bytes[line]);

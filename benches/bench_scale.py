@@ -24,7 +24,9 @@ the integration's overhead per document is Ray's time per document against the i
 one on as many threads as the cluster has workers (1 worker against 1 thread, 2 against 2):
 ``*_overhead_per_doc`` from the medians of the times, ``*_overhead_per_doc_paired`` the median
 over rounds of the overhead computed within each round (``*_by_round``).
-``ray_1_actor_2_cpus`` is one actor with both CPUs (two threads sharing one model) against 2
+The actors share the fastText model's input matrix through Ray's object store (``apply``'s
+default); ``ray_2_workers_own_models`` (``share_arrays=False``) gives each actor a copy of its
+own. ``ray_1_actor_2_cpus`` is one actor with both CPUs (two threads sharing one model) against 2
 in-process threads. ``batched_2_threads`` is the Arrow plumbing alone: ``fn(table)`` on batches
 of ``BATCH_ROWS`` (16,384) rows in this process. Without Ray, ``two_processes_*_vs_threads``
 times two forked processes computing half the texts each on one thread, with a model each
@@ -81,13 +83,20 @@ def batched_call(fn: BatchFunction, texts: pa.ChunkedArray, threads: int) -> Non
 
 
 def on_ray(
-    ds: ray.data.Dataset, fn: BatchFunction, actors: int, keep_text: bool = False, cpus: int = 1
+    ds: ray.data.Dataset,
+    fn: BatchFunction,
+    actors: int,
+    keep_text: bool = False,
+    cpus: int = 1,
+    share_arrays: bool = True,
 ) -> None:
     """apply() on ``actors`` actors of ``cpus`` CPUs (threads) each, the whole job (actor start-up
     included). The output holds the scores only, as the in-process call returns them, unless
     ``keep_text``."""
     keep = None if keep_text else []
-    tsray.apply(ds, fn, actors=actors, num_cpus=cpus, batch_size=BATCH, keep_columns=keep).materialize()
+    tsray.apply(
+        ds, fn, actors=actors, num_cpus=cpus, batch_size=BATCH, keep_columns=keep, share_arrays=share_arrays
+    ).materialize()
 
 
 def forked_halves(fn: BatchFunction, texts: pa.ChunkedArray, own_copies: bool) -> float:
@@ -175,6 +184,7 @@ def main() -> None:
             "ray_2_workers": lambda fn, t, d: on_ray(d, fn, 2),
             "ray_2_workers_keep_text": lambda fn, t, d: on_ray(d, fn, 2, keep_text=True),
             "ray_1_actor_2_cpus": lambda fn, t, d: on_ray(d, fn, 1, cpus=2),
+            "ray_2_workers_own_models": lambda fn, t, d: on_ray(d, fn, 2, share_arrays=False),
         }
         for name, fn in stages.items():
             # Every configuration once per repetition, interleaved, so that the VM's drift over
@@ -200,7 +210,12 @@ def main() -> None:
                 ]
                 for run in runs
             }
-            pairs = (("1_worker", "1_thread"), ("2_workers", "2_threads"), ("1_actor_2_cpus", "2_threads"))
+            pairs = (
+                ("1_worker", "1_thread"),
+                ("2_workers", "2_threads"),
+                ("1_actor_2_cpus", "2_threads"),
+                ("2_workers_own_models", "2_threads"),
+            )
             for workers, threads in pairs:
                 per_doc = row[f"ray_{workers}_us_per_doc"] / row[f"in_process_{threads}_us_per_doc"]
                 row[f"ray_{workers}_overhead_per_doc"] = per_doc - 1

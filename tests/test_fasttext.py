@@ -282,6 +282,49 @@ def test_a_model_file_that_changes_is_refused(models: dict[str, Path], documents
     assert info.value.path == str(path)
 
 
+def test_the_input_matrix_is_fasttexts_and_can_be_shared(models: dict[str, Path], documents: Docs) -> None:
+    texts = documents["test"][:2000]
+    reference = fasttext.load_model(str(models["softmax"]))
+    own = tsft.load_model(models["softmax"])
+    matrix = own.get_input_matrix()
+    assert matrix.dtype == np.float32 and matrix.shape == (len(own.get_words()) + own.args["bucket"], 20)
+    assert np.array_equal(matrix, reference.get_input_matrix())
+    with pytest.raises(ValueError, match="read-only"):
+        matrix[0, 0] = 1.0
+    with pytest.raises(ValueError, match="cannot set WRITEABLE flag to True"):
+        matrix.flags.writeable = True
+    # Another process's memory, here a read-only copy: the model computes from it.
+    copy = matrix.copy()
+    copy.flags.writeable = False
+    shared = tsft.FastTextModel(models["softmax"], input_matrix=copy)
+    assert np.shares_memory(shared.get_input_matrix(), copy)
+    assert not np.shares_memory(shared.get_input_matrix(), matrix)
+    _assert_same(reference.predict(texts, k=-1), shared.predict(texts, k=-1), "shared input")
+    assert np.array_equal(
+        pickle.loads(pickle.dumps(shared)).predict_batch(texts).probs, own.predict_batch(texts).probs
+    )
+    # Its floats must be the file's.
+    changed = matrix.copy()
+    changed[1234, 5] = np.nextafter(changed[1234, 5], np.float32(1))
+    changed.flags.writeable = False
+    with pytest.raises(
+        ModelFormatError, match="input matrix in shared memory differs from the file's at row 1234"
+    ):
+        tsft.FastTextModel(models["softmax"], input_matrix=changed)
+    with pytest.raises(ModelFormatError, match=r"has 200 floats, the file.s [0-9]+ x 20"):
+        tsft.FastTextModel(models["softmax"], input_matrix=copy[:10])
+    with pytest.raises(InvalidArgumentError, match="read-only"):
+        tsft.FastTextModel(models["softmax"], input_matrix=matrix.copy())
+    with pytest.raises(InvalidArgumentError, match="2-D float32"):
+        tsft.FastTextModel(models["softmax"], input_matrix=copy.astype(np.float64))
+    # A quantised model has no dense input matrix, as in fastText.
+    quantised = tsft.load_model(models["softmax.ftz"])
+    with pytest.raises(InvalidArgumentError, match="quantised"):
+        quantised.get_input_matrix()
+    with pytest.raises(ModelFormatError, match="quantised: only a dense one can be shared"):
+        tsft.FastTextModel(models["softmax.ftz"], input_matrix=copy)
+
+
 def test_score_streams_files_with_a_report(models: dict[str, Path], documents: Docs, tmp_path) -> None:
     ours = tsft.load_model(models["softmax"])
     texts = documents["originals"][:500]

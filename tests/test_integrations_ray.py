@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -215,6 +216,43 @@ def test_a_killed_worker_is_retried_and_every_row_comes_once(raw_ds, single, new
     expected = model.score(Files(single.report.sources[0].name), "news", newline="splitlines", strip=True)
     ours = np.array([documents[i]["fasttext_score"] for i in ids if i[0] == "a.jsonl"], dtype=np.float32)
     np.testing.assert_array_equal(ours, expected)
+
+
+class SharingProbe(FastTextScores):
+    """Adds a column saying whether the actor's model computes from the shared array it got."""
+
+    given = None
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return (*super().column_names, "shares")
+
+    def use_shared_arrays(self, arrays) -> None:
+        super().use_shared_arrays(arrays)
+        self.given = arrays["input_matrix"]
+
+    def _compute(self, texts):
+        computed = super()._compute(texts)
+        given = self.given
+        shares = given is not None and np.shares_memory(self.model.get_input_matrix(), given)
+        computed.columns["shares"] = pa.array([shares and not given.flags.writeable] * len(texts))
+        return computed
+
+
+def test_actors_share_a_fasttext_input_matrix_from_the_object_store(raw_ds, news_or_mail):
+    fn = SharingProbe(news_or_mail, "news")
+    tables = {
+        share: to_arrow(tsray.apply(raw_ds, fn, actors=2, batch_size=128, share_arrays=share)).sort_by(
+            [("source", "ascending"), ("position", "ascending")]
+        )
+        for share in (True, False)
+    }
+    assert pc.all(tables[True]["shares"]).as_py()
+    assert not pc.any(tables[False]["shares"]).as_py()
+    in_process = FastTextScores(news_or_mail, "news").with_columns(tables[True].select(["text"]))
+    for table in tables.values():
+        assert table["fasttext_score"].equals(in_process["fasttext_score"])
+    assert pc.count(in_process["fasttext_score"]).as_py() > 100
 
 
 def test_bad_arguments_raise_typed_errors(raw_ds, fitted, tmp_path):

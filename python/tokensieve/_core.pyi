@@ -181,7 +181,14 @@ def write_selected_texts(
 class FastTextModel:
     """A supervised fastText model (`.bin` or `.ftz`)."""
 
-    def __new__(cls, path: str | PathLike[str]) -> FastTextModel: ...
+    def __new__(
+        cls, path: str | PathLike[str], *, shared_input: npt.NDArray[np.float32] | None = None
+    ) -> FastTextModel:
+        """Reads the model at `path`; with `shared_input` (a read-only float32 array equal to the
+        file's dense input matrix), uses that array's memory instead of a copy of its own."""
+    def input_matrix(self) -> npt.NDArray[np.float32] | None:
+        """The dense input matrix (`[rows, dim]`) as a read-only array over the model's own
+        memory, or None for a quantised model."""
     def save(self, path: str | PathLike[str]) -> None:
         """Writes the model in fastText's format (version 12)."""
     @property

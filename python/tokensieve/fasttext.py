@@ -109,6 +109,11 @@ class FastTextModel:
         path: the ``.bin`` / ``.ftz`` file.
         num_threads: threads of batch calls; ``None`` reads ``TOKENSIEVE_NUM_THREADS``, else
             uses every CPU. Results do not depend on it.
+        input_matrix: the file's input matrix in memory that processes share (a read-only
+            float32 array such as ``ray.get`` returns for :meth:`get_input_matrix` put in Ray's
+            object store): the model uses it instead of a copy of its own, so that processes on
+            one machine hold the largest part of a model once. The file's matrix is still read
+            and must equal it bit for bit (else :class:`~tokensieve.exceptions.ModelFormatError`).
 
     The model pickles as its path and the file's SHA-256 (no weights): an unpickled model reads
     the file on first use, in the process that uses it (a worker), and raises
@@ -117,8 +122,16 @@ class FastTextModel:
     :func:`train_supervised` has no path until :meth:`save_model`.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, num_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        num_threads: int | None = None,
+        input_matrix: npt.NDArray[np.float32] | None = None,
+    ) -> None:
         self._setup(os.fspath(path), num_threads, sha256=None)
+        if input_matrix is not None:
+            self._use_input_matrix(input_matrix)
         self._read()
 
     @classmethod
@@ -137,10 +150,30 @@ class FastTextModel:
         #: (size, mtime) of the file when it was read, to notice it changing before it is hashed.
         self._stat: tuple[int, int] | None = None
         self._label_entries: tuple[tuple[bytes, ...], np.ndarray] | None = None
+        self._shared_input: npt.NDArray[np.float32] | None = None
+
+    def _use_input_matrix(self, matrix: npt.NDArray[np.float32]) -> None:
+        """Reads the model sharing ``matrix`` (see the class) when it is next used."""
+        if self.path is None:
+            raise InvalidArgumentError("a trained model has no file yet: call save_model(path) first")
+        if not isinstance(matrix, np.ndarray) or matrix.dtype != np.float32 or matrix.ndim != 2:
+            detail = (
+                f"a {matrix.dtype} array of {matrix.ndim} dimensions"
+                if isinstance(matrix, np.ndarray)
+                else type(matrix).__name__
+            )
+            raise InvalidArgumentError(f"input_matrix must be a 2-D float32 array, got {detail}")
+        if matrix.flags.writeable or not matrix.flags.c_contiguous:
+            raise InvalidArgumentError(
+                "input_matrix must be read-only and C-contiguous (as ray.get returns it, or with "
+                "flags.writeable = False): the model reads it from several threads"
+            )
+        self._shared_input = matrix
+        self._handle = None
 
     def _read(self) -> _core.FastTextModel:
         assert self.path is not None
-        handle = _core.FastTextModel(self.path)
+        handle = _core.FastTextModel(self.path, shared_input=self._shared_input)
         self._stat = _stat(self.path)
         if self._sha256 is not None and file_sha256(self.path) != self._sha256:
             raise ModelFormatError(f"{self.path} is not the file the model was pickled from", self.path)
@@ -204,6 +237,14 @@ class FastTextModel:
             self._stat = _stat(self.path)
 
     # fastText's accessors -------------------------------------------------------------------
+
+    def get_input_matrix(self) -> npt.NDArray[np.float32]:
+        """The input matrix, ``[words + buckets, dim]``: a read-only view of the model's memory
+        (fastText returns a copy). Raises for a quantised model, as fastText does."""
+        matrix = self._native.input_matrix()
+        if matrix is None:
+            raise InvalidArgumentError("a quantised model has no dense input matrix")
+        return matrix
 
     def get_dimension(self) -> int:
         """The dimension of the word and sentence vectors."""

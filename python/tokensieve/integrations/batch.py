@@ -81,6 +81,16 @@ class BatchFunction(ABC):
     def load(self) -> None:  # noqa: B027 (a hook: most functions have nothing to build)
         """Builds the compiled objects now (e.g. reads the model) instead of on the first call."""
 
+    def shareable_arrays(self) -> dict[str, np.ndarray]:
+        """The large read-only arrays of this function's compiled state that workers on one
+        machine may share instead of each building its own (:func:`tokensieve.integrations.ray.apply`
+        puts them once in Ray's object store); none by default."""
+        return {}
+
+    def use_shared_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:  # noqa: B027 (a hook)
+        """Called on a worker before :meth:`load` with the arrays of :meth:`shareable_arrays`,
+        read-only in memory that processes share: the compiled state is built over them."""
+
     def place(self, *, num_threads: int, gpu: bool) -> None:
         """Called on a worker that runs this function before :meth:`load`: the worker's CPU
         count (the threads of each call) and whether a GPU was reserved for it."""
@@ -194,6 +204,14 @@ class FastTextScores(BatchFunction):
 
     def load(self) -> None:
         self.model._native  # noqa: B018 (reads the file)
+
+    def shareable_arrays(self) -> dict[str, np.ndarray]:
+        """The input matrix (most of a model's bytes), unless the model is quantised."""
+        return {} if self.model.is_quantized() else {"input_matrix": self.model.get_input_matrix()}
+
+    def use_shared_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        if "input_matrix" in arrays:
+            self.model._use_input_matrix(arrays["input_matrix"])
 
     def _compute(self, texts: Any) -> Computed:
         scores, report = self.model._native.score_texts(

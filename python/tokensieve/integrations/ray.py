@@ -262,10 +262,16 @@ def apply(
     num_cpus: float = 1,
     num_gpus: float = 0,
     keep_columns: Sequence[str] | None = None,
+    share_arrays: bool = True,
 ) -> ray.data.Dataset:
     """``ds`` with the columns of the batch function ``fn`` added, computed on a pool of
     actors: each actor unpickles ``fn`` and builds its compiled objects (reads its model) once,
     then takes Arrow batches of ``batch_size`` rows, handed to the compiled code without a copy.
+
+    ``share_arrays``: put the large arrays of ``fn``'s compiled state
+    (:meth:`~tokensieve.integrations.batch.BatchFunction.shareable_arrays`: a fastText model's
+    input matrix) in Ray's object store once, so that the actors of a machine compute from one
+    copy in shared memory instead of one each. The object store must have room for them.
 
     ``keep_columns``: the input columns to keep beside the new ones (all by default). Keeping
     only the identity (``["source", "position"]``) spares the object store a second copy of
@@ -273,13 +279,14 @@ def apply(
 
     ``actors``: a fixed pool size, or ``None`` for a pool that grows from 1 with the cluster.
     ``num_cpus`` per actor is also the thread count of its compiled calls, whose threads share
-    the actor's one copy of the model (one-CPU actors each load their own: for a large model,
-    prefer few actors of many CPUs, which also saves memory); ``num_gpus`` per
-    actor reserves GPUs for it (for :class:`~tokensieve.integrations.batch.TokenScores`, whose
-    ``device=None`` then means the actor's GPU, and the CPU when ``num_gpus`` is 0).
+    the actor's model; ``num_gpus`` per actor reserves GPUs for it (for
+    :class:`~tokensieve.integrations.batch.TokenScores`, whose ``device=None`` then means the
+    actor's GPU, and the CPU when ``num_gpus`` is 0).
     """
     keep = None if keep_columns is None else list(keep_columns)
-    kwargs = {"fn": fn, "gpu": num_gpus > 0, "keep_columns": keep}
+    # References inside a dict are not resolved by Ray: each actor gets them itself.
+    shared = {name: ray.put(a) for name, a in fn.shareable_arrays().items()} if share_arrays else {}
+    kwargs = {"fn": fn, "gpu": num_gpus > 0, "keep_columns": keep, "shared": shared}
     return _map_on_actors(
         ds, _Apply, kwargs, batch_size=batch_size, actors=actors, num_cpus=num_cpus, num_gpus=num_gpus
     )
@@ -287,8 +294,16 @@ def apply(
 
 class _Apply:
     def __init__(
-        self, fn: BatchFunction, gpu: bool, keep_columns: list[str] | None, num_threads: int
+        self,
+        fn: BatchFunction,
+        gpu: bool,
+        keep_columns: list[str] | None,
+        shared: dict[str, ray.ObjectRef],
+        num_threads: int,
     ) -> None:
+        if shared:
+            # Zero-copy: read-only numpy arrays over the object store's shared memory.
+            fn.use_shared_arrays({name: ray.get(ref) for name, ref in shared.items()})
         fn.place(num_threads=num_threads, gpu=gpu)
         fn.load()
         self.fn = fn

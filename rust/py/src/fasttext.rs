@@ -3,11 +3,15 @@
 
 use std::path::PathBuf;
 
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods};
+use numpy::ndarray::ArrayView2;
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use tokensieve_core::Error;
-use tokensieve_core::fasttext::{FastTextModel as CoreModel, Loss, Newline, Preprocess, TrainArgs, TrainProgress};
+use tokensieve_core::fasttext::{
+    FastTextModel as CoreModel, Loss, Newline, Preprocess, SharedFloats, TrainArgs, TrainProgress,
+};
 use tokensieve_core::io::{OnError, ReadReport, read_files};
 
 use crate::convert::{HeldTexts, collect_documents, report_to_py};
@@ -21,6 +25,42 @@ pub struct FastTextModel {
     inner: CoreModel,
 }
 
+/// A read-only, C-contiguous float32 numpy array lent to the engine as an input matrix.
+struct NumpyFloats {
+    _array: Py<PyArray2<f32>>,
+    data: *const f32,
+    len: usize,
+}
+
+// SAFETY: the floats are only read. The array is read-only and holds its data at a fixed
+// address for as long as `_array` keeps it alive.
+unsafe impl Send for NumpyFloats {}
+unsafe impl Sync for NumpyFloats {}
+
+impl NumpyFloats {
+    fn new(array: &Bound<'_, PyArray2<f32>>) -> PyResult<Self> {
+        let writeable: bool = array.getattr("flags")?.getattr("writeable")?.extract()?;
+        if writeable || !array.is_c_contiguous() {
+            return Err(PyValueError::new_err(
+                "a shared input matrix must be a read-only, C-contiguous float32 array (as ray.get returns, or \
+                 with flags.writeable = False)",
+            ));
+        }
+        Ok(NumpyFloats { _array: array.clone().unbind(), data: array.data(), len: array.len() })
+    }
+}
+
+impl SharedFloats for NumpyFloats {
+    fn floats(&self) -> &[f32] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `data` points to `len` aligned floats (a contiguous float32 array) that
+        // `self._array` keeps alive and that nothing writes (the array is read-only).
+        unsafe { std::slice::from_raw_parts(self.data, self.len) }
+    }
+}
+
 fn preprocess(newline: &str, strip: bool) -> PyResult<Preprocess> {
     Ok(Preprocess { newline: Newline::from_name(newline).map_err(CoreError)?, strip })
 }
@@ -30,11 +70,34 @@ type Predicted<'py> = (Bound<'py, PyArray2<i32>>, Bound<'py, PyArray2<f32>>);
 
 #[pymethods]
 impl FastTextModel {
-    /// Reads the model at `path`.
+    /// Reads the model at `path`; with `shared_input` (a read-only float32 array equal to the
+    /// file's dense input matrix), uses that array's memory instead of a copy of its own.
     #[new]
-    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let inner = py.detach(|| CoreModel::load(&path)).map_err(CoreError)?;
-        Ok(FastTextModel { inner })
+    #[pyo3(signature = (path, *, shared_input=None))]
+    fn new(py: Python<'_>, path: PathBuf, shared_input: Option<&Bound<'_, PyArray2<f32>>>) -> PyResult<Self> {
+        let inner = match shared_input {
+            None => py.detach(|| CoreModel::load(&path)),
+            Some(array) => {
+                let shared = Box::new(NumpyFloats::new(array)?);
+                py.detach(|| CoreModel::load_sharing_input(&path, shared))
+            }
+        };
+        Ok(FastTextModel { inner: inner.map_err(CoreError)? })
+    }
+
+    /// The dense input matrix (`[rows, dim]`) as a read-only array over the model's own
+    /// memory, or None for a quantised model.
+    fn input_matrix<'py>(slf: &Bound<'py, Self>) -> PyResult<Option<Bound<'py, PyArray2<f32>>>> {
+        let model = &slf.get().inner;
+        let Some(floats) = model.input_floats() else { return Ok(None) };
+        let shape = (floats.len() / model.dim(), model.dim());
+        let view = ArrayView2::from_shape(shape, floats).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        // SAFETY: the floats belong to the model, which the array keeps alive as its base and
+        // which never changes them (the class is frozen).
+        let array = unsafe { PyArray2::borrow_from_array(&view, slf.clone().into_any()) };
+        // Its base exports no writable buffer, so numpy will not let the flag be set again.
+        array.getattr("flags")?.setattr("writeable", false)?;
+        Ok(Some(array))
     }
 
     /// Writes the model in fastText's format (version 12).

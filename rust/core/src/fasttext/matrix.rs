@@ -4,6 +4,9 @@
 //! element-wise (so they vectorise without reordering anything), dot products accumulate
 //! sequentially from 0.
 
+use std::fmt;
+use std::ops::Deref;
+
 use crate::memory::prefetch_all;
 
 /// Sub-quantizer centroids per code (`ksub`).
@@ -12,12 +15,45 @@ pub const KSUB: usize = 256;
 /// How many rows ahead [`Matrix::average_rows`] prefetches.
 const PREFETCH_ROWS: usize = 4;
 
+/// Floats kept outside the model, such as memory that several processes map at once (the
+/// Python binding wraps a read-only numpy array from Ray's object store), so that they share
+/// one copy of a large input matrix.
+pub trait SharedFloats: Send + Sync {
+    /// The floats. They must stay valid and unchanged for as long as `self` lives.
+    fn floats(&self) -> &[f32];
+}
+
+/// The floats of a dense matrix: its own, or shared with other processes.
+pub(crate) enum Floats {
+    Owned(Vec<f32>),
+    Shared(Box<dyn SharedFloats>),
+}
+
+impl Deref for Floats {
+    type Target = [f32];
+
+    #[inline]
+    fn deref(&self) -> &[f32] {
+        match self {
+            Floats::Owned(v) => v,
+            Floats::Shared(s) => s.floats(),
+        }
+    }
+}
+
+impl fmt::Debug for Floats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if matches!(self, Floats::Owned(_)) { "owned" } else { "shared" };
+        write!(f, "{} {kind} floats", self.len())
+    }
+}
+
 /// A row-major `rows × cols` matrix of f32.
 #[derive(Debug)]
 pub struct DenseMatrix {
     pub(crate) rows: usize,
     pub(crate) cols: usize,
-    pub(crate) data: Vec<f32>,
+    pub(crate) data: Floats,
 }
 
 /// A product quantizer: `nsubq` sub-vectors of `dsub` floats (the last of `lastdsub`), each
@@ -114,12 +150,7 @@ impl Matrix {
     #[inline]
     pub fn add_row(&self, i: usize, acc: &mut [f32]) {
         match self {
-            Matrix::Dense(m) => {
-                let row = m.row(i);
-                for (a, &r) in acc.iter_mut().zip(row) {
-                    *a += r;
-                }
-            }
+            Matrix::Dense(m) => add_into(acc, m.row(i)),
             Matrix::Quant(m) => {
                 let alpha = m.norm(i);
                 let codes = &m.codes[i * m.pq.nsubq..(i + 1) * m.pq.nsubq];
@@ -139,16 +170,19 @@ impl Matrix {
     pub fn average_rows(&self, rows: &[i32], out: &mut [f32]) {
         out.fill(0.0);
         if let Matrix::Dense(m) = self {
+            // The floats once, not per row (a shared matrix answers through a trait object).
+            let data: &[f32] = &m.data;
+            let row = |r: i32| &data[r as usize * m.cols..(r as usize + 1) * m.cols];
             // Rows are scattered over a matrix of gigabytes: fetch a few rows ahead so the
             // memory latencies overlap instead of stalling one row at a time.
             for &r in rows.iter().take(PREFETCH_ROWS) {
-                prefetch_all(m.row(r as usize));
+                prefetch_all(row(r));
             }
             for (j, &r) in rows.iter().enumerate() {
                 if let Some(&ahead) = rows.get(j + PREFETCH_ROWS) {
-                    prefetch_all(m.row(ahead as usize));
+                    prefetch_all(row(ahead));
                 }
-                self.add_row(r as usize, out);
+                add_into(out, row(r));
             }
         } else {
             for &r in rows {
@@ -190,6 +224,14 @@ impl Matrix {
     }
 }
 
+/// `acc += row`, element by element.
+#[inline]
+fn add_into(acc: &mut [f32], row: &[f32]) {
+    for (a, &x) in acc.iter_mut().zip(row) {
+        *a += x;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,7 +265,7 @@ mod tests {
 
     #[test]
     fn average_multiplies_by_the_float_reciprocal() {
-        let m = Matrix::Dense(DenseMatrix { rows: 3, cols: 1, data: vec![1.0, 1.0, 1.0] });
+        let m = Matrix::Dense(DenseMatrix { rows: 3, cols: 1, data: Floats::Owned(vec![1.0, 1.0, 1.0]) });
         let mut out = vec![0.0f32];
         m.average_rows(&[0, 1, 2], &mut out);
         assert_eq!(out[0], 3.0f32 * (1.0f64 / 3.0) as f32);

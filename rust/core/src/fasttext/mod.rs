@@ -16,6 +16,7 @@ pub mod predict;
 pub mod preprocess;
 pub mod train;
 
+pub use matrix::SharedFloats;
 pub use model::{Args, FastTextModel, Loss};
 pub use predict::{BatchPredictions, Scratch, std_log};
 pub use preprocess::{Newline, Preprocess};

@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::dictionary::{Dictionary, FeatureArgs};
-use super::matrix::{DenseMatrix, KSUB, Matrix, ProductQuantizer, QuantMatrix};
+use super::matrix::{DenseMatrix, Floats, KSUB, Matrix, ProductQuantizer, QuantMatrix, SharedFloats};
 use crate::error::{Error, Result};
 use crate::memory::advise_huge_pages;
 
@@ -244,6 +244,26 @@ impl<R: BufRead> Source<R> {
         Ok(v)
     }
 
+    /// Reads `expected.len()` little-endian floats and checks that they are bit for bit
+    /// `expected`; a difference names the first differing row of `cols` floats.
+    fn compare_floats(&mut self, expected: &[f32], cols: usize, what: &str) -> Result<()> {
+        self.room(expected.len() as u64, 4, what)?;
+        let mut chunk = vec![0u8; 1 << 16];
+        for (k, want) in expected.chunks(chunk.len() / 4).enumerate() {
+            let got = &mut chunk[..want.len() * 4];
+            self.read(got, what)?;
+            let differs = got
+                .chunks_exact(4)
+                .zip(want)
+                .position(|(b, x)| u32::from_le_bytes(b.try_into().unwrap()) != x.to_bits());
+            if let Some(i) = differs {
+                let row = (k * (1 << 14) + i) / cols.max(1);
+                return Err(self.fail(format!("{what} in shared memory differs from the file's at row {row}")));
+            }
+        }
+        Ok(())
+    }
+
     fn floats(&mut self, count: u64, what: &str) -> Result<Vec<f32>> {
         self.room(count, 4, what)?;
         // calloc maps fresh zero pages for this size without touching them.
@@ -290,14 +310,36 @@ fn read_pq<R: BufRead>(src: &mut Source<R>, what: &str) -> Result<ProductQuantiz
     })
 }
 
-fn read_matrix<R: BufRead>(src: &mut Source<R>, quantized: bool, what: &str) -> Result<Matrix> {
+/// Reads a matrix; a dense one takes its floats from `shared` if given (after checking that
+/// they are the file's).
+fn read_matrix<R: BufRead>(
+    src: &mut Source<R>,
+    quantized: bool,
+    shared: Option<Box<dyn SharedFloats>>,
+    what: &str,
+) -> Result<Matrix> {
     if !quantized {
         let m = src.i64(&format!("{what} rows"))?;
         let n = src.i64(&format!("{what} columns"))?;
         let rows = count(src, m, i64::from(i32::MAX), &format!("{what} rows"))?;
         let cols = count(src, n, i64::from(i32::MAX), &format!("{what} columns"))?;
-        let data = src.floats(rows as u64 * cols as u64, &format!("{what} data"))?;
+        let data = match shared {
+            None => Floats::Owned(src.floats(rows as u64 * cols as u64, &format!("{what} data"))?),
+            Some(shared) => {
+                let len = shared.floats().len();
+                if Some(len) != rows.checked_mul(cols) {
+                    return Err(
+                        src.fail(format!("{what} in shared memory has {len} floats, the file's {rows} x {cols}"))
+                    );
+                }
+                src.compare_floats(shared.floats(), cols, what)?;
+                Floats::Shared(shared)
+            }
+        };
         return Ok(Matrix::Dense(DenseMatrix { rows, cols, data }));
+    }
+    if shared.is_some() {
+        return Err(src.fail(format!("{what} is quantised: only a dense one can be shared")));
     }
     let qnorm = src.flag(&format!("{what} qnorm flag"))?;
     let m = src.i64(&format!("{what} rows"))?;
@@ -393,14 +435,33 @@ impl SigmoidTable {
 impl FastTextModel {
     /// Reads a model file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
+        Self::load_with(path.as_ref(), None)
+    }
+
+    /// Reads a model file whose dense input matrix is `input` (for instance memory that other
+    /// processes share) instead of a copy of its own. The file's input matrix is still read,
+    /// and must equal `input` bit for bit.
+    pub fn load_sharing_input(path: impl AsRef<Path>, input: Box<dyn SharedFloats>) -> Result<Self> {
+        Self::load_with(path.as_ref(), Some(input))
+    }
+
+    fn load_with(path: &Path, shared_input: Option<Box<dyn SharedFloats>>) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        Self::read(BufReader::with_capacity(1 << 16, file), len, path)
+        Self::read_with(BufReader::with_capacity(1 << 16, file), len, path, shared_input)
     }
 
     /// Reads a model from `reader`, which holds exactly `len` bytes; `name` is used in errors.
     pub fn read(reader: impl BufRead, len: u64, name: impl Into<PathBuf>) -> Result<Self> {
+        Self::read_with(reader, len, name, None)
+    }
+
+    fn read_with(
+        reader: impl BufRead,
+        len: u64,
+        name: impl Into<PathBuf>,
+        shared_input: Option<Box<dyn SharedFloats>>,
+    ) -> Result<Self> {
         let mut src = Source { inner: reader, pos: 0, len, path: name.into() };
         let magic = src.i32("the magic number")?;
         if magic != MAGIC {
@@ -509,9 +570,9 @@ impl FastTextModel {
 
         // Matrices.
         let quant_input = src.flag("the quantized-input flag")?;
-        let input = read_matrix(&mut src, quant_input, "the input matrix")?;
+        let input = read_matrix(&mut src, quant_input, shared_input, "the input matrix")?;
         let qout = src.flag("the quantized-output flag")?;
-        let output = read_matrix(&mut src, quant_input && qout, "the output matrix")?;
+        let output = read_matrix(&mut src, quant_input && qout, None, "the output matrix")?;
 
         // Consistency of everything a prediction indexes.
         let dim_u = dim as usize;
@@ -655,6 +716,14 @@ impl FastTextModel {
     pub fn is_quantized(&self) -> bool {
         self.input.is_quantized()
     }
+    /// The dense input matrix, row-major with [`dim`](Self::dim) columns (`None` for a
+    /// quantised one): what [`load_sharing_input`](Self::load_sharing_input) takes.
+    pub fn input_floats(&self) -> Option<&[f32]> {
+        match &self.input {
+            Matrix::Dense(m) => Some(&m.data),
+            Matrix::Quant(_) => None,
+        }
+    }
     /// The bytes of label `label` (with its `__label__` prefix).
     pub fn label(&self, label: usize) -> &[u8] {
         self.dict.label(label)
@@ -760,6 +829,54 @@ pub(crate) mod tests {
             read(&bytes).unwrap().write(&mut again).unwrap();
             assert_eq!(again, bytes);
         }
+    }
+
+    /// Floats owned by the test, standing in for another process's shared memory.
+    struct TestFloats(Vec<f32>);
+
+    impl SharedFloats for TestFloats {
+        fn floats(&self) -> &[f32] {
+            &self.0
+        }
+    }
+
+    fn read_sharing(bytes: &[u8], input: Vec<f32>) -> Result<FastTextModel> {
+        FastTextModel::read_with(bytes, bytes.len() as u64, "test.bin", Some(Box::new(TestFloats(input))))
+    }
+
+    #[test]
+    fn a_model_sharing_its_input_matrix_uses_those_floats_and_predicts_the_same() {
+        let bytes = write_model(&Spec::default());
+        let own = read(&bytes).unwrap();
+        let floats = own.input_floats().unwrap().to_vec();
+        let shared = read_sharing(&bytes, floats.clone()).unwrap();
+        let (a, b) = (own.input_floats().unwrap(), shared.input_floats().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a.as_ptr(), b.as_ptr());
+        let prep = super::super::Preprocess::default();
+        let (mut s1, mut s2) = (own.scratch(), shared.scratch());
+        for text in ["the cat", "cat the the", "unknown words only", ""] {
+            let p = own.predict(text, &prep, 2, 0.0, &mut s1).unwrap().to_vec();
+            assert_eq!(p, shared.predict(text, &prep, 2, 0.0, &mut s2).unwrap().to_vec());
+        }
+        // A shared model writes the same file.
+        let mut again = Vec::new();
+        shared.write(&mut again).unwrap();
+        assert_eq!(again, bytes);
+    }
+
+    #[test]
+    fn shared_floats_must_be_the_files() {
+        let bytes = write_model(&Spec::default());
+        let floats = read(&bytes).unwrap().input_floats().unwrap().to_vec();
+        let mut changed = floats.clone();
+        changed[2 * 4 + 3] += 1.0; // row 2
+        let err = read_sharing(&bytes, changed).unwrap_err().to_string();
+        assert!(err.contains("the input matrix in shared memory differs from the file's at row 2"), "{err}");
+        let err = read_sharing(&bytes, floats[..40].to_vec()).unwrap_err().to_string();
+        assert!(err.contains("has 40 floats, the file's 11 x 4"), "{err}");
+        let err = read_sharing(&bytes[..bytes.len() - 60], floats).unwrap_err().to_string();
+        assert!(err.contains("truncated"), "{err}");
     }
 
     #[test]

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::dictionary::{Dictionary, EOS, FeatureArgs, hash};
-use super::matrix::{DenseMatrix, Matrix};
+use super::matrix::{DenseMatrix, Floats, Matrix};
 use super::model::{Args, FastTextModel, HsTree, Loss, SigmoidTable};
 use crate::error::{Error, Result};
 use crate::memory::advise_huge_pages;
@@ -849,8 +849,8 @@ pub fn train_supervised(
         lr_update_rate: args.lr_update_rate,
         t: args.t,
     };
-    let input = Matrix::Dense(DenseMatrix { rows: input_rows, cols: dim, data: input });
-    let output = Matrix::Dense(DenseMatrix { rows: nlabels, cols: dim, data: output });
+    let input = Matrix::Dense(DenseMatrix { rows: input_rows, cols: dim, data: Floats::Owned(input) });
+    let output = Matrix::Dense(DenseMatrix { rows: nlabels, cols: dim, data: Floats::Owned(output) });
     FastTextModel::from_parts(model_args, dict, input, output)
 }
 
@@ -952,7 +952,7 @@ mod tests {
         let weights = |args: &TrainArgs| {
             let m = train_supervised(&corpus(), args, &mut |_| Ok(())).unwrap();
             match (&m.input, &m.output) {
-                (Matrix::Dense(i), Matrix::Dense(o)) => (i.data.clone(), o.data.clone()),
+                (Matrix::Dense(i), Matrix::Dense(o)) => (i.data.to_vec(), o.data.to_vec()),
                 _ => unreachable!(),
             }
         };

@@ -20,6 +20,19 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 DEMO_DATA = ROOT / "python" / "tokensieve" / "data"
 
 
+def in_shared_mapping(array) -> bool:
+    """Whether ``array``'s memory lies in a ``MAP_SHARED`` mapping of this process (Linux's
+    ``/proc/self/maps``), as shared memory does and a private copy does not."""
+    start = array.__array_interface__["data"][0]
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            span, perms = line.split()[:2]
+            low, high = (int(x, 16) for x in span.split("-"))
+            if low <= start < high:
+                return perms.endswith("s")
+    return False
+
+
 def read_jsonl_zst(path: Path, limit: int | None = None) -> list[dict]:
     """The first `limit` records of a .jsonl.zst file, decoded with Python's json module."""
     zstandard = pytest.importorskip("zstandard")

@@ -14,12 +14,14 @@ import pickle
 import random
 import shutil
 import struct
+import sys
+from multiprocessing import shared_memory
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import read_jsonl_zst
+from conftest import in_shared_mapping, read_jsonl_zst
 from tokensieve import fasttext as tsft
 from tokensieve.exceptions import (
     BadRecordError,
@@ -323,6 +325,31 @@ def test_the_input_matrix_is_fasttexts_and_can_be_shared(models: dict[str, Path]
         quantised.get_input_matrix()
     with pytest.raises(ModelFormatError, match="quantised: only a dense one can be shared"):
         tsft.FastTextModel(models["softmax.ftz"], input_matrix=copy)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_a_matrix_in_shared_memory_is_read_through_a_mapping_of_the_models_own(
+    models: dict[str, Path], documents: Docs
+) -> None:
+    texts = documents["test"][:2000]
+    own = tsft.load_model(models["unigram_dim100"])
+    matrix = own.get_input_matrix()
+    memory = shared_memory.SharedMemory(create=True, size=matrix.nbytes + 100)
+    try:
+        # At an offset that is no multiple of a page, as objects in Ray's store are.
+        given = np.ndarray(matrix.shape, np.float32, buffer=memory.buf, offset=100)
+        given[:] = matrix
+        given.flags.writeable = False
+        shared = tsft.FastTextModel(models["unigram_dim100"], input_matrix=given)
+        seen = shared.get_input_matrix()
+        assert in_shared_mapping(given) and in_shared_mapping(seen) and not in_shared_mapping(matrix)
+        assert not np.shares_memory(seen, given)  # a second mapping of the same pages
+        assert np.array_equal(seen, matrix)
+        assert np.array_equal(shared.predict_batch(texts, k=-1).probs, own.predict_batch(texts, k=-1).probs)
+        del shared, seen, given
+    finally:
+        memory.close()
+        memory.unlink()
 
 
 def test_score_streams_files_with_a_report(models: dict[str, Path], documents: Docs, tmp_path) -> None:

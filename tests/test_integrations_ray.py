@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import read_jsonl_zst
+from conftest import in_shared_mapping, read_jsonl_zst
 from tokensieve import DSIR
 from tokensieve.dsir import gumbel_noise, source_identities
 from tokensieve.exceptions import CorpusNotFoundError, InvalidArgumentError
@@ -219,7 +219,8 @@ def test_a_killed_worker_is_retried_and_every_row_comes_once(raw_ds, single, new
 
 
 class SharingProbe(FastTextScores):
-    """Adds a column saying whether the actor's model computes from the shared array it got."""
+    """Adds a column saying whether the actor's model computes from shared memory holding the
+    array it got (through its own second mapping of those pages, on 2 MiB pages)."""
 
     given = None
 
@@ -233,9 +234,15 @@ class SharingProbe(FastTextScores):
 
     def _compute(self, texts):
         computed = super()._compute(texts)
-        given = self.given
-        shares = given is not None and np.shares_memory(self.model.get_input_matrix(), given)
-        computed.columns["shares"] = pa.array([shares and not given.flags.writeable] * len(texts))
+        matrix = self.model.get_input_matrix()
+        shares = (
+            self.given is not None
+            and not self.given.flags.writeable
+            and in_shared_mapping(self.given)
+            and in_shared_mapping(matrix)
+            and np.array_equal(matrix, self.given)
+        )
+        computed.columns["shares"] = pa.array([shares] * len(texts))
         return computed
 
 

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::ops::Deref;
 
-use crate::memory::prefetch_all;
+use crate::memory::{HugePageAlias, prefetch_all};
 
 /// Sub-quantizer centroids per code (`ksub`).
 pub const KSUB: usize = 256;
@@ -23,10 +23,21 @@ pub trait SharedFloats: Send + Sync {
     fn floats(&self) -> &[f32];
 }
 
-/// The floats of a dense matrix: its own, or shared with other processes.
+/// The floats of a dense matrix: its own, or shared with other processes (read through a
+/// [`HugePageAlias`] where the kernel allows one).
 pub(crate) enum Floats {
     Owned(Vec<f32>),
-    Shared(Box<dyn SharedFloats>),
+    Shared { owner: Box<dyn SharedFloats>, alias: Option<HugePageAlias> },
+}
+
+impl Floats {
+    pub(crate) fn shared(owner: Box<dyn SharedFloats>) -> Self {
+        let floats = owner.floats();
+        // SAFETY: any f32 is 4 plain bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(floats.as_ptr().cast::<u8>(), size_of_val(floats)) };
+        let alias = HugePageAlias::new(bytes);
+        Floats::Shared { owner, alias }
+    }
 }
 
 impl Deref for Floats {
@@ -36,7 +47,13 @@ impl Deref for Floats {
     fn deref(&self) -> &[f32] {
         match self {
             Floats::Owned(v) => v,
-            Floats::Shared(s) => s.floats(),
+            Floats::Shared { alias: Some(alias), .. } => {
+                let bytes = alias.bytes();
+                // SAFETY: the alias maps the owner's floats at the same offset within a page,
+                // so as aligned; `owner` keeps them alive and unchanged as long as `self`.
+                unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<f32>(), bytes.len() / 4) }
+            }
+            Floats::Shared { owner, alias: None } => owner.floats(),
         }
     }
 }

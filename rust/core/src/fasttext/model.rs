@@ -333,7 +333,7 @@ fn read_matrix<R: BufRead>(
                     );
                 }
                 src.compare_floats(shared.floats(), cols, what)?;
-                Floats::Shared(shared)
+                Floats::shared(shared)
             }
         };
         return Ok(Matrix::Dense(DenseMatrix { rows, cols, data }));

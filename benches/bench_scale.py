@@ -37,7 +37,7 @@ The Ray runs return the scores only (``keep_columns=[]``), as the in-process cal
 warm-up round, each round running every configuration once (interleaved, so that the machine's
 drift falls on all alike); no other load should run meanwhile.
 
-Usage: python benches/bench_scale.py [--reps 3] [--limit DOCS] [--repeat K]
+Usage: python benches/bench_scale.py [--reps 3] [--limit DOCS] [--repeat K] [--stages S,...] [--runs R,...]
 """
 
 from __future__ import annotations
@@ -62,6 +62,19 @@ from tokensieve.integrations.batch import BatchFunction, DSIRWeights, FastTextSc
 from tokensieve.io import Files
 
 BATCH = tsray.BATCH_ROWS
+STAGES = ("dsir weights", "fasttext score", "dsir fit", "dsir end to end")
+#: The configurations of the batch-function stages; ``two_processes`` is the forked pair.
+RUNS = (
+    "in_process_1_thread",
+    "in_process_2_threads",
+    "batched_2_threads",
+    "ray_1_worker",
+    "ray_2_workers",
+    "ray_2_workers_keep_text",
+    "ray_1_actor_2_cpus",
+    "ray_2_workers_own_models",
+    "two_processes",
+)
 
 
 def texts_of(ds: ray.data.Dataset) -> pa.ChunkedArray:
@@ -140,7 +153,21 @@ def main() -> None:
         help="the batch-function stages' large size is the pool this many times over (default 1): "
         "a longer lever against the fixed costs when estimating the time per document",
     )
+    parser.add_argument(
+        "--stages",
+        default=",".join(STAGES),
+        help=f"comma-separated stages to run (default: all of {', '.join(STAGES)})",
+    )
+    parser.add_argument(
+        "--runs",
+        default=",".join(RUNS),
+        help="comma-separated configurations of the batch-function stages (default: all of "
+        f"{', '.join(RUNS)}); overheads are computed where both sides ran",
+    )
     args = parser.parse_args()
+    stages_wanted, runs_wanted = args.stages.split(","), args.runs.split(",")
+    for name in set(stages_wanted) - set(STAGES) | set(runs_wanted) - set(RUNS):
+        parser.error(f"unknown stage or configuration {name!r}")
 
     ray.init(num_cpus=2, object_store_memory=1 << 30, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
@@ -168,8 +195,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model.save_model(f"{tmp}/model.bin")
         stages = {
-            "dsir weights": DSIRWeights(single),
-            "fasttext score": FastTextScores(f"{tmp}/model.bin", "hq"),
+            name: fn
+            for name, fn in {
+                "dsir weights": DSIRWeights(single),
+                "fasttext score": FastTextScores(f"{tmp}/model.bin", "hq"),
+            }.items()
+            if name in stages_wanted
         }
         results: dict[str, dict[str, Any]] = {}
         quarter = docs // 4
@@ -186,6 +217,7 @@ def main() -> None:
             "ray_1_actor_2_cpus": lambda fn, t, d: on_ray(d, fn, 1, cpus=2),
             "ray_2_workers_own_models": lambda fn, t, d: on_ray(d, fn, 2, share_arrays=False),
         }
+        runs = {name: run for name, run in runs.items() if name in runs_wanted}
         for name, fn in stages.items():
             # Every configuration once per repetition, interleaved, so that the VM's drift over
             # minutes falls on all of them alike (after one untimed warm-up round).
@@ -217,6 +249,8 @@ def main() -> None:
                 ("2_workers_own_models", "2_threads"),
             )
             for workers, threads in pairs:
+                if f"ray_{workers}" not in runs or f"in_process_{threads}" not in runs:
+                    continue
                 per_doc = row[f"ray_{workers}_us_per_doc"] / row[f"in_process_{threads}_us_per_doc"]
                 row[f"ray_{workers}_overhead_per_doc"] = per_doc - 1
                 ray_rounds, peer_rounds = by_round[f"ray_{workers}"], by_round[f"in_process_{threads}"]
@@ -226,32 +260,34 @@ def main() -> None:
                 row[f"ray_{workers}_vs_in_process_all"] = (
                     row[f"ray_{workers}_all_s"] / row[f"in_process_{threads}_all_s"]
                 )
-            row["batch_function_overhead_per_doc"] = (
-                row["batched_2_threads_us_per_doc"] / row["in_process_2_threads_us_per_doc"] - 1
-            )
+            if "batched_2_threads" in runs and "in_process_2_threads" in runs:
+                row["batch_function_overhead_per_doc"] = (
+                    row["batched_2_threads_us_per_doc"] / row["in_process_2_threads_us_per_doc"] - 1
+                )
             # Two processes against two threads, without Ray: a model per process (as two
             # one-CPU actors have) or one model whose pages both share.
             copies: dict[str, list[float]] = {"threads": [], "own_copies": [], "shared_pages": []}
-            for _ in range(args.reps):
+            for _ in range(args.reps if "two_processes" in runs_wanted else 0):
                 start = time.perf_counter()
                 in_process(fn, many, 2)
                 copies["threads"].append(time.perf_counter() - start)
                 copies["own_copies"].append(forked_halves(fn, many, own_copies=True))
                 copies["shared_pages"].append(forked_halves(fn, many, own_copies=False))
-            for kind in ("own_copies", "shared_pages"):
+            for kind in ("own_copies", "shared_pages") if copies["threads"] else ():
                 rounds = [p / t for p, t in zip(copies[kind], copies["threads"], strict=True)]
                 row[f"two_processes_{kind}_vs_threads_by_round"] = rounds
                 row[f"two_processes_{kind}_vs_threads"] = median(rounds)
             results[name] = row
             print(name, {k: np.round(v, 3).tolist() for k, v in row.items()})
-        results["dsir fit"] = {
-            "in_process_2_threads_all_s": median(
-                timed(lambda: DSIR(texts, target, num_threads=2).fit(), args.reps)
-            ),
-            "ray_2_workers_all_s": median(
-                timed(lambda: tsray.fit_dsir(text_ds, target, actors=2), args.reps)
-            ),
-        }
+        if "dsir fit" in stages_wanted:
+            results["dsir fit"] = {
+                "in_process_2_threads_all_s": median(
+                    timed(lambda: DSIR(texts, target, num_threads=2).fit(), args.reps)
+                ),
+                "ray_2_workers_all_s": median(
+                    timed(lambda: tsray.fit_dsir(text_ds, target, actors=2), args.reps)
+                ),
+            }
 
     def single_run():
         dsir = DSIR(Files(raw_files), target, num_threads=2).fit()
@@ -261,14 +297,18 @@ def main() -> None:
         raw = tsray.read_corpus(Files(raw_files))
         return tsray.select_dsir(raw, tsray.fit_dsir(raw, target, actors=2), fraction=0.1, seed=0, actors=2)
 
-    results["dsir end to end"] = {
-        "in_process_2_threads_all_s": median(timed(single_run, args.reps)),
-        "ray_2_workers_all_s": median(timed(ray_run, args.reps)),
-    }
-    same = selected_ids(*single_run()) == sorted(
-        (source, int(p)) for source, positions in ray_run().positions.items() for p in positions
-    )
+    same = None
+    if "dsir end to end" in stages_wanted:
+        results["dsir end to end"] = {
+            "in_process_2_threads_all_s": median(timed(single_run, args.reps)),
+            "ray_2_workers_all_s": median(timed(ray_run, args.reps)),
+        }
+        same = selected_ids(*single_run()) == sorted(
+            (source, int(p)) for source, positions in ray_run().positions.items() for p in positions
+        )
     for name in ("dsir fit", "dsir end to end"):
+        if name not in results:
+            continue
         row = results[name]
         row["ray_2_workers_vs_in_process_all"] = (
             row["ray_2_workers_all_s"] / row["in_process_2_threads_all_s"]

@@ -26,8 +26,10 @@ one on as many threads as the cluster has workers (1 worker against 1 thread, 2 
 over rounds of the overhead computed within each round (``*_by_round``).
 The actors share the fastText model's input matrix through Ray's object store (``apply``'s
 default); ``ray_2_workers_own_models`` (``share_arrays=False``) gives each actor a copy of its
-own. ``ray_1_actor_2_cpus`` is one actor with both CPUs (two threads sharing one model) against 2
-in-process threads. ``batched_2_threads`` is the Arrow plumbing alone: ``fn(table)`` on batches
+own; ``*_anonymous_mb`` is the memory each of 2 such actors has allocated itself (not the
+shared memory it maps) once its model is loaded. ``ray_1_actor_2_cpus`` is one actor with both
+CPUs (two threads sharing one model) against 2 in-process threads. ``batched_2_threads`` is
+the Arrow plumbing alone: ``fn(table)`` on batches
 of ``BATCH_ROWS`` (16,384) rows in this process. Without Ray, ``two_processes_*_vs_threads``
 times two forked processes computing half the texts each on one thread, with a model each
 (``own_copies``, as one-CPU actors have) or on one model whose pages they share
@@ -43,6 +45,7 @@ Usage: python benches/bench_scale.py [--reps 3] [--limit DOCS] [--repeat K] [--s
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import tempfile
 import time
@@ -63,7 +66,8 @@ from tokensieve.io import Files
 
 BATCH = tsray.BATCH_ROWS
 STAGES = ("dsir weights", "fasttext score", "dsir fit", "dsir end to end")
-#: The configurations of the batch-function stages; ``two_processes`` is the forked pair.
+#: The configurations of the batch-function stages; ``two_processes`` is the forked pair,
+#: ``memory`` the anonymous memory of 2 actors sharing the model's arrays or not.
 RUNS = (
     "in_process_1_thread",
     "in_process_2_threads",
@@ -74,6 +78,7 @@ RUNS = (
     "ray_1_actor_2_cpus",
     "ray_2_workers_own_models",
     "two_processes",
+    "memory",
 )
 
 
@@ -126,6 +131,58 @@ def forked_halves(fn: BatchFunction, texts: pa.ChunkedArray, own_copies: bool) -
         return lambda: mine.compute(halves[i])
 
     return forked_wall_seconds(prepare, len(halves))
+
+
+def anonymous_mb() -> float:
+    """This process's anonymous memory in MB (``Anonymous`` in ``/proc/self/smaps_rollup``):
+    what it allocated itself, not the shared memory it maps (whose pages count as private or
+    shared depending on which processes touched them last)."""
+    with open("/proc/self/smaps_rollup") as f:
+        return sum(int(line.split()[1]) for line in f if line.startswith("Anonymous:")) / 1024
+
+
+class MemoryAfterLoad(BatchFunction):
+    """``inner``'s columns, and per row the actor's pid and its anonymous memory just after
+    ``inner`` loaded its model (before any batch)."""
+
+    def __init__(self, inner: BatchFunction) -> None:
+        super().__init__(inner.text_column, inner.num_threads)
+        self.inner = inner
+        self.loaded_mb = float("nan")
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return (*self.inner.column_names, "pid", "anonymous_mb")
+
+    def shareable_arrays(self) -> dict[str, np.ndarray]:
+        return self.inner.shareable_arrays()
+
+    def use_shared_arrays(self, arrays: Any) -> None:
+        self.inner.use_shared_arrays(arrays)
+
+    def place(self, *, num_threads: int, gpu: bool) -> None:
+        self.inner.place(num_threads=num_threads, gpu=gpu)
+
+    def load(self) -> None:
+        self.inner.load()
+        self.loaded_mb = anonymous_mb()
+
+    def _compute(self, texts: Any) -> Any:
+        computed = self.inner._compute(texts)
+        computed.columns["pid"] = pa.array([os.getpid()] * len(texts))
+        computed.columns["anonymous_mb"] = pa.array([self.loaded_mb] * len(texts))
+        return computed
+
+
+def anonymous_mb_per_actor(ds: ray.data.Dataset, fn: BatchFunction, share_arrays: bool) -> list[float]:
+    """The anonymous memory of each of 2 one-CPU actors running ``fn`` on ``ds`` once its model
+    is loaded: what one more actor costs a machine."""
+    table = tsray.apply(ds, MemoryAfterLoad(fn), actors=2, batch_size=BATCH, share_arrays=share_arrays)
+    largest: dict[int, float] = {}
+    rows = table.select_columns(["pid", "anonymous_mb"]).to_pandas()
+    for pid, mb in zip(rows["pid"], rows["anonymous_mb"], strict=True):
+        largest[int(pid)] = max(float(mb), largest.get(int(pid), 0.0))
+    return sorted(largest.values())
 
 
 def marginal(small: float, large: float, n_small: int, n_large: int) -> tuple[float, float]:
@@ -277,6 +334,10 @@ def main() -> None:
                 rounds = [p / t for p, t in zip(copies[kind], copies["threads"], strict=True)]
                 row[f"two_processes_{kind}_vs_threads_by_round"] = rounds
                 row[f"two_processes_{kind}_vs_threads"] = median(rounds)
+            if "memory" in runs_wanted:
+                for share in (True, False):
+                    kind = "shared" if share else "own_models"
+                    row[f"ray_2_workers_{kind}_anonymous_mb"] = anonymous_mb_per_actor(text_ds, fn, share)
             results[name] = row
             print(name, {k: np.round(v, 3).tolist() for k, v in row.items()})
         if "dsir fit" in stages_wanted:

@@ -219,7 +219,7 @@ fn shared_file_offset(start: usize, end: usize) -> Option<usize> {
         let (from, to) = (usize::from_str_radix(from, 16).ok()?, usize::from_str_radix(to, 16).ok()?);
         let shared = fields.next()?.ends_with('s');
         let offset = usize::from_str_radix(fields.next()?, 16).ok()?;
-        (from <= start && end <= to && shared).then_some(offset + (start - from))
+        (from <= start && end <= to && shared).then(|| offset + (start - from))
     })
 }
 

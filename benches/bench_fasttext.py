@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -176,6 +177,12 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--dims", type=int, nargs="+", default=[100, 256])
     parser.add_argument("--limit", type=int, default=None, help="documents per file (default: all)")
+    parser.add_argument(
+        "--keep-models",
+        type=Path,
+        help="a directory to copy the models trained by fastText to (dim<D>.bin), e.g. for "
+        "rust/core/examples/fasttext_rows.rs",
+    )
     args = parser.parse_args()
     if not (SHARED_DATA / "raw_pool").is_dir():
         print(f"skipped: {SHARED_DATA} is absent", file=sys.stderr)
@@ -193,6 +200,9 @@ def main() -> int:
                 f.write(f"__label__{label} {text}\n")
         for dim in args.dims:
             results[f"dim{dim}"] = bench_dim(dim, train_path, texts, held_out, args.reps, work)
+            if args.keep_models:
+                args.keep_models.mkdir(parents=True, exist_ok=True)
+                shutil.copy(work / f"dim{dim}.bin", args.keep_models)
             print(f"  dim {dim}: done")
     print(f"\n{'model':<8} {'mode':<22} {'docs/s':>9} {'MB/s':>7} {'docs/CPU-s':>11} {'x fastText':>11}")
     for model, result in results.items():

@@ -129,6 +129,13 @@ pub struct Scratch {
     stack: Vec<(u32, f32)>,
 }
 
+impl Scratch {
+    /// The input rows of the last text given to [`FastTextModel::features`], in fastText's order.
+    pub fn rows(&self) -> &[i32] {
+        &self.rows
+    }
+}
+
 /// One document's predictions: `(probability, label id)`, best first.
 pub type Prediction<'a> = &'a [(f32, i32)];
 

@@ -1,8 +1,9 @@
 //! Where a fastText prediction's time goes, on one thread: the whole prediction
 //! (`predict_batch`), the features alone (tokens and dictionary lookups), the sums of the same
-//! input rows alone, and as many rows again picked at random (rows that no cache holds: the
-//! machine's floor for a matrix read at random). For a large model (dim 256, 2M buckets) the
-//! row sums are most of a prediction, and reading rows is what bounds them.
+//! input rows alone (the model's own `average_rows`), and as many rows again picked at random
+//! (rows that no cache holds: the machine's floor for a matrix read at random). For a large
+//! model (dim 256, 2M buckets) the row sums are most of a prediction, and reading rows is what
+//! bounds them.
 //!
 //! Usage: fasttext_rows MODEL DIR REPS (the texts of DIR's `.jsonl.zst` files, newlines as spaces)
 
@@ -17,22 +18,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// The average of `rows` of `matrix` (`dim` wide) into `out`, prefetching 4 rows ahead as the
-/// model does.
-fn average(matrix: &[f32], dim: usize, rows: &[i32], out: &mut [f32]) {
-    out.fill(0.0);
-    for (j, &r) in rows.iter().enumerate() {
-        if let Some(&ahead) = rows.get(j + 4) {
-            for line in (0..dim).step_by(16) {
-                tokensieve_core::memory::prefetch_address(&matrix[ahead as usize * dim + line]);
-            }
-        }
-        for (a, &x) in out.iter_mut().zip(&matrix[r as usize * dim..(r as usize + 1) * dim]) {
-            *a += x;
-        }
-    }
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let [_, model, dir, reps] = args.as_slice() else {
@@ -40,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let reps: usize = reps.parse()?;
     let model = FastTextModel::load(model)?;
-    let matrix = model.input_floats().ok_or("a quantised model: its rows are not a dense matrix")?;
+    let matrix = model.input_matrix();
     let dim = model.dim();
     let mut paths: Vec<PathBuf> =
         std::fs::read_dir(dir)?.map(|entry| entry.map(|e| e.path())).collect::<Result<_, _>>()?;
@@ -62,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ends.push(rows.len());
     }
     // As many rows, uniformly at random over the matrix (xorshift, fixed seed).
-    let matrix_rows = (matrix.len() / dim) as u64;
+    let matrix_rows = matrix.rows() as u64;
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let random_rows: Vec<i32> = (0..rows.len())
         .map(|_| {
@@ -77,7 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut sums = |rows: &[i32], out: &mut [f32]| {
         let mut start = 0;
         for &end in &ends {
-            average(matrix, dim, &rows[start..end], out);
+            matrix.average_rows(&rows[start..end], out);
             checksum += f64::from(out[0]);
             start = end;
         }

@@ -716,6 +716,10 @@ impl FastTextModel {
     pub fn is_quantized(&self) -> bool {
         self.input.is_quantized()
     }
+    /// The input matrix (dense or product-quantised), whose rows a prediction averages.
+    pub fn input_matrix(&self) -> &Matrix {
+        &self.input
+    }
     /// The dense input matrix, row-major with [`dim`](Self::dim) columns (`None` for a
     /// quantised one): what [`load_sharing_input`](Self::load_sharing_input) takes.
     pub fn input_floats(&self) -> Option<&[f32]> {

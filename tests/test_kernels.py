@@ -190,6 +190,15 @@ def test_ignored_and_out_of_range_targets(device, seed) -> None:
         kernels.token_stats(logits.cpu(), targets.cpu(), backend="torch")
 
 
+def test_many_splits_merge_in_blocks_of_fewer_rows(device, seed) -> None:
+    # 17 splits of one 16-lane block each: the merge kernel takes 32 rows per program
+    # (merge_launch keeps it from spilling on a GPU), so 40 rows need 2 programs, the last partial
+    assert token_module.merge_launch(17) == (32, 32)
+    logits, targets = random_case(torch.Generator().manual_seed(seed), (40,), 270, torch.float32, device)
+    actual = token_module.token_stats_triton(logits, targets, block_v=16, splits=17)
+    check_token_stats(actual, logits, targets, seed=seed, rtol=2e-5, atol=2e-5)
+
+
 def test_kernel_is_deterministic_and_split_invariant(device, seed) -> None:
     logits, targets = random_case(torch.Generator().manual_seed(seed), (9,), 1000, torch.bfloat16, device)
     a = token_module.token_stats_triton(logits, targets, block_v=128, splits=4)

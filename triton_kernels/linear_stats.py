@@ -66,6 +66,7 @@ from .token_stats import (
     compute_dtype_of,
     ignored_or_raise,
     interpreted,
+    merge_launch,
     reference_rows,
 )
 
@@ -695,7 +696,7 @@ def _fused_stats(
         num_warps=launch.num_warps,
         num_stages=launch.num_stages,
     )
-    block_rows = 64
+    block_rows, split_block = merge_launch(n_splits)
     _token_stats_merge_kernel[(triton.cdiv(n_rows, block_rows),)](
         parts,  # not read: the target logits are in the partials
         rows.targets,
@@ -717,7 +718,7 @@ def _fused_stats(
         TARGET_IN_PARTS=True,
         STORE_ROW_MAX=row_max is not None,
         BLOCK_ROWS=block_rows,
-        SPLITS=triton.next_power_of_2(n_splits),
+        SPLITS=split_block,
         num_warps=4,
     )
 

@@ -56,6 +56,7 @@ __all__ = [
     "compute_dtype_of",
     "ignored_or_raise",
     "interpreted",
+    "merge_launch",
     "reference_rows",
     "token_stats_reference",
     "token_stats_torch",
@@ -509,6 +510,15 @@ def interpreted() -> bool:
     return isinstance(_token_stats_partial_kernel, InterpretedFunction)
 
 
+def merge_launch(n_splits: int) -> tuple[int, int]:
+    """``(BLOCK_ROWS, SPLITS)`` of :func:`_token_stats_merge_kernel` for ``n_splits`` partial
+    states per row. A program holds ``BLOCK_ROWS x SPLITS`` of each of the five sums in
+    registers; at most 1024 (8 per thread with 4 warps) so they never spill: 64 rows x 64 splits
+    took all 255 registers and spilled (compiled for sm_90, tests/gpu_compile.py)."""
+    splits = triton.next_power_of_2(n_splits)
+    return max(1, min(64, 1024 // splits)), splits
+
+
 def _default_splits(logits: torch.Tensor, n_rows: int, n_blocks: int) -> int:
     """Enough programs to fill the GPU (four per SM) when there are few rows, never more splits
     than vocabulary blocks."""
@@ -588,7 +598,7 @@ def token_stats_triton(
             NUM_STAGES=num_stages,
             num_warps=num_warps,
         )
-        block_rows = 64
+        block_rows, split_block = merge_launch(n_splits)
         _token_stats_merge_kernel[(triton.cdiv(n_rows, block_rows),)](
             flat,
             flat_targets,
@@ -610,7 +620,7 @@ def token_stats_triton(
             TARGET_IN_PARTS=False,
             STORE_ROW_MAX=False,
             BLOCK_ROWS=block_rows,
-            SPLITS=triton.next_power_of_2(n_splits),
+            SPLITS=split_block,
             num_warps=4,
         )
     shape = targets.shape

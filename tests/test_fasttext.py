@@ -315,6 +315,10 @@ def test_the_input_matrix_is_fasttexts_and_can_be_shared(models: dict[str, Path]
         tsft.FastTextModel(models["softmax"], input_matrix=changed)
     with pytest.raises(ModelFormatError, match=r"has 200 floats, the file.s [0-9]+ x 20"):
         tsft.FastTextModel(models["softmax"], input_matrix=copy[:10])
+    with pytest.raises(
+        ModelFormatError, match=r"shape \(20, [0-9]+\), the file's input matrix \([0-9]+, 20\)"
+    ):
+        tsft.FastTextModel(models["softmax"], input_matrix=copy.reshape(20, -1))
     with pytest.raises(InvalidArgumentError, match="read-only"):
         tsft.FastTextModel(models["softmax"], input_matrix=matrix.copy())
     with pytest.raises(InvalidArgumentError, match="2-D float32"):

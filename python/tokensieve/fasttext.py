@@ -174,6 +174,13 @@ class FastTextModel:
     def _read(self) -> _core.FastTextModel:
         assert self.path is not None
         handle = _core.FastTextModel(self.path, shared_input=self._shared_input)
+        if self._shared_input is not None and self._shared_input.shape != handle.input_matrix().shape:
+            # the same floats in another shape (the core compares them in order)
+            raise ModelFormatError(
+                f"input_matrix has shape {self._shared_input.shape}, the file's input matrix "
+                f"{handle.input_matrix().shape}",
+                self.path,
+            )
         self._stat = _stat(self.path)
         if self._sha256 is not None and file_sha256(self.path) != self._sha256:
             raise ModelFormatError(f"{self.path} is not the file the model was pickled from", self.path)

@@ -82,6 +82,16 @@ def test_arrow_batches_give_the_same_columns_with_their_types(saved, dsir, news_
     assert arrow["fasttext_score"] == plain["fasttext_score"]
 
 
+def test_map_in_two_processes_sharing_the_model_on_the_machine(saved, dsir, news_or_mail, tmp_path):
+    from tokensieve.integrations.machine import share_arrays_on_machine
+
+    plain = saved.map(functions(dsir, news_or_mail)["fasttext"], batched=True, batch_size=64)
+    shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else tmp_path
+    with share_arrays_on_machine(functions(dsir, news_or_mail)["fasttext"], shm) as fn:
+        shared = saved.map(fn, batched=True, batch_size=64, num_proc=2)
+    assert shared["fasttext_score"] == plain["fasttext_score"]
+
+
 def test_fingerprints_are_stable_and_the_cache_is_hit(saved, dsir, news_or_mail):
     first, second = functions(dsir, news_or_mail), functions(dsir, news_or_mail)
     for name in first:

@@ -174,11 +174,11 @@ class FastTextModel:
     def _read(self) -> _core.FastTextModel:
         assert self.path is not None
         handle = _core.FastTextModel(self.path, shared_input=self._shared_input)
-        if self._shared_input is not None and self._shared_input.shape != handle.input_matrix().shape:
+        own = None if self._shared_input is None else handle.input_matrix()
+        if own is not None and self._shared_input is not None and own.shape != self._shared_input.shape:
             # the same floats in another shape (the core compares them in order)
             raise ModelFormatError(
-                f"input_matrix has shape {self._shared_input.shape}, the file's input matrix "
-                f"{handle.input_matrix().shape}",
+                f"input_matrix has shape {self._shared_input.shape}, the file's input matrix {own.shape}",
                 self.path,
             )
         self._stat = _stat(self.path)

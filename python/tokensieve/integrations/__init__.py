@@ -8,4 +8,7 @@
   with the single-machine selection.
 * :mod:`tokensieve.integrations.datatrove`: datatrove pipeline steps (``tokensieve[datatrove]``).
 * :mod:`tokensieve.integrations.hf`: Hugging Face ``datasets`` (``tokensieve[datasets]``).
+* :mod:`tokensieve.integrations.machine`: one copy of a batch function's model for all the
+  processes of a machine (``datasets`` with ``num_proc``, datatrove's local executor), in shared
+  memory; no extra dependency.
 """

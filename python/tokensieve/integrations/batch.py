@@ -22,6 +22,7 @@ them stably and its cache is hit).
 from __future__ import annotations
 
 import os
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,6 +36,7 @@ from tokensieve.dsir import DSIR
 from tokensieve.exceptions import InvalidArgumentError, ModelFormatError
 from tokensieve.fasttext import PRESETS, FastTextModel
 from tokensieve.features import HashedNgrams
+from tokensieve.integrations.machine import SharedArray, map_shared_arrays
 from tokensieve.output import directory_sha256
 
 if TYPE_CHECKING:
@@ -50,6 +52,8 @@ MAX_ROWS_PER_CALL = 10_000
 #: The columns :class:`TokenScores` adds by default (prefixed): the scored token count, the total
 #: and mean negative log-likelihood in nats, and bits per UTF-8 byte.
 DEFAULT_SCORE_COLUMNS = ("tokens", "sum_nll", "mean_nll", "bits_per_byte")
+#: The functions of this process already built over the arrays they share on the machine.
+_ATTACHED: weakref.WeakSet[BatchFunction] = weakref.WeakSet()
 
 
 class Computed(NamedTuple):
@@ -67,6 +71,10 @@ class BatchFunction(ABC):
     columns appended, replacing columns of the same name) or on a dict of lists, as
     ``datasets`` passes batches (returns a dict of the new columns as lists).
     """
+
+    #: Set by :func:`~tokensieve.integrations.machine.share_arrays_on_machine` for its block:
+    #: where this function's shareable arrays are on the machine (pickled with the function).
+    _shared_on_machine: tuple[SharedArray, ...] = ()
 
     def __init__(self, text_column: str, num_threads: int | None) -> None:
         self.text_column = text_column
@@ -91,6 +99,20 @@ class BatchFunction(ABC):
         """Called on a worker before :meth:`load` with the arrays of :meth:`shareable_arrays`,
         read-only in memory that processes share: the compiled state is built over them."""
 
+    def shared_arrays_key(self) -> str:
+        """A name of the content of :meth:`shareable_arrays` (equal arrays, equal names) that
+        names their files on the machine; needed by functions that have shareable arrays."""
+        raise NotImplementedError(f"{type(self).__name__} has no arrays to share")
+
+    def _attach_shared_on_machine(self) -> None:
+        """Builds this function over the arrays it shares on the machine, once per process
+        (called before its compiled state is first used)."""
+        if self._shared_on_machine and self not in _ATTACHED:
+            _ATTACHED.add(self)
+            arrays = map_shared_arrays(self._shared_on_machine)
+            if arrays:
+                self.use_shared_arrays(arrays)
+
     def place(self, *, num_threads: int, gpu: bool) -> None:
         """Called on a worker that runs this function before :meth:`load`: the worker's CPU
         count (the threads of each call) and whether a GPU was reserved for it."""
@@ -102,6 +124,7 @@ class BatchFunction(ABC):
 
     def compute(self, texts: Sequence[Any] | pa.Array | pa.ChunkedArray) -> Computed:
         """The new columns of ``texts`` (a list, or an Arrow string or binary array)."""
+        self._attach_shared_on_machine()
         n = len(texts)
         if n <= MAX_ROWS_PER_CALL:
             return self._compute(texts)
@@ -203,11 +226,16 @@ class FastTextScores(BatchFunction):
         return (self.column,)
 
     def load(self) -> None:
+        self._attach_shared_on_machine()
         self.model._native  # noqa: B018 (reads the file)
 
     def shareable_arrays(self) -> dict[str, np.ndarray]:
         """The input matrix (most of a model's bytes), unless the model is quantised."""
         return {} if self.model.is_quantized() else {"input_matrix": self.model.get_input_matrix()}
+
+    def shared_arrays_key(self) -> str:
+        """The model file's SHA-256."""
+        return self.model.sha256
 
     def use_shared_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
         if "input_matrix" in arrays:

@@ -92,6 +92,9 @@ def share_arrays_on_machine(fn: Fn, directory: str | os.PathLike[str] = DEFAULT_
         del arrays  # this process's own copy goes once the function is rebuilt over the files
         fn._shared_on_machine = shared
         fn._attach_shared_on_machine()
+        # Built here first: the file's pages go onto 2 MiB pages (memory.rs) once, before the
+        # workers map them, rather than by several workers at once (which left more 4 KiB pages).
+        fn.load()
         yield fn
     finally:
         fn.__dict__.pop("_shared_on_machine", None)  # pickles as before the block again

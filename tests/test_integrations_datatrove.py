@@ -83,6 +83,20 @@ def test_fasttext_filter_keeps_what_the_model_scores_above_the_threshold(
     assert stats["dropped_low_score"] == len(records) - len(kept)
 
 
+def test_fasttext_filter_on_a_model_shared_on_the_machine(records, input_dir, news_or_mail, tmp_path):
+    from tokensieve.integrations.batch import FastTextScores
+    from tokensieve.integrations.machine import share_arrays_on_machine
+
+    plain, _ = run(tsdt.FastTextFilter(news_or_mail, "news", 0.5, batch_size=16), input_dir, tmp_path / "a")
+    shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else tmp_path
+    scores = FastTextScores(news_or_mail, "news", preset="datatrove", column="tokensieve_score")
+    with share_arrays_on_machine(scores, shm) as fn:
+        step = tsdt.FastTextFilter.from_scores(fn, 0.5, batch_size=16)
+        assert pickle.loads(pickle.dumps(step)).fn._shared_on_machine  # the workers get the file's place
+        shared, _ = run(step, input_dir, tmp_path / "b")
+    assert shared == plain
+
+
 def test_dsir_filter_keeps_weights_above_the_threshold_and_long_enough(records, input_dir, dsir, tmp_path):
     weights, tokens = dsir.weights(), dsir.tokens
     threshold = float(np.median(weights))

@@ -106,6 +106,38 @@ class FastTextFilter(_LazyFilter):
         self.metadata_key = metadata_key
         self.num_threads = num_threads
 
+    @classmethod
+    def from_scores(
+        cls,
+        scores: FastTextScores,
+        threshold: float,
+        *,
+        batch_size: int = 512,
+        exclusion_writer: DiskWriter | None = None,
+    ) -> FastTextFilter:
+        """The filter on ``scores``' probabilities (its model, label, preset, threads, and its
+        column as the metadata key), e.g. a function whose model the workers share on the
+        machine::
+
+            with share_arrays_on_machine(FastTextScores("hq.bin", "hq", preset="datatrove")) as fn:
+                LocalPipelineExecutor(pipeline=[reader, FastTextFilter.from_scores(fn, 0.5), writer],
+                                      tasks=8, workers=8).run()
+        """
+        if scores.model.path is None:
+            raise InvalidArgumentError("a trained model has no file yet: call save_model(path) first")
+        step = cls(
+            scores.model.path,
+            scores.label,
+            threshold,
+            preset=scores.preset,
+            metadata_key=scores.column,
+            batch_size=batch_size,
+            num_threads=scores.num_threads,
+            exclusion_writer=exclusion_writer,
+        )
+        step._fn = scores
+        return step
+
     def _build(self) -> BatchFunction:
         return FastTextScores(
             self.model_path,

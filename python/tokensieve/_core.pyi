@@ -14,6 +14,7 @@ __all__ = [
     "ImportanceModel",
     "NgramFeaturizer",
     "__version__",
+    "parse_json_lines",
     "read_batches",
     "resolve_num_threads",
     "scan_files",
@@ -89,6 +90,12 @@ def scan_files(
     num_threads: int | None = None,
 ) -> _Report:
     """Reads `paths` and returns the report of what was found, without keeping any text."""
+
+def parse_json_lines(
+    lines: Sequence[bytes], *, text_field: str = "text", id_field: str | None = None
+) -> list[tuple[str | None, str | None, tuple[str, str] | None]]:
+    """The verdict of the readers on each of `lines` (JSON Lines records without their line
+    breaks), with the `id_field` of each document (see `tokensieve_core::io::parse_record`)."""
 
 def read_batches(
     paths: Sequence[str | PathLike[str]],

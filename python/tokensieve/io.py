@@ -27,7 +27,6 @@ import io
 import json
 import logging
 import os
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -316,10 +315,8 @@ class _ArrowCapsules:
 MAX_SKIPPED_LISTED = 10_000
 #: Parquet rows decoded at a time.
 PARQUET_BATCH_ROWS = 8192
-#: What the Rust readers treat as a blank line: empty or only these ASCII whitespace bytes.
-ASCII_WHITESPACE = b" \t\n\x0c\r"
-#: A JSON escape of half a UTF-16 surrogate pair: the only way JSON text can hold a lone surrogate.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+#: JSON lines judged by one compiled call.
+JSONL_BLOCK_LINES = 1024
 
 
 @dataclass(frozen=True)
@@ -360,13 +357,17 @@ class DocumentReader:
     accounts for every record in :attr:`report` as the Rust readers do: the same formats
     (JSON Lines plain, gzip or zstd, and Parquet, told apart by their first bytes; texts,
     mappings and Arrow arrays or tables in memory), skip reasons, record numbers and errors.
-    Memory stays bounded: a line, or a batch of Parquet rows, at a time.
+    JSON lines are judged by the compiled parser itself (``_core.parse_json_lines``, a block of
+    lines per call), so their verdicts and details are the readers' to the letter. Memory stays
+    bounded: a block of lines, or a batch of Parquet rows, at a time.
 
     Args:
         source: any source of this module; in memory also mappings (``{"text": ..., "id": ...}``),
             a one-shot iterator, or an Arrow table.
         text_field: the JSON key, mapping key or column of the text.
-        id_field: the key or column of the record id (``None``: ids from locations only).
+        id_field: the key or column of the record id: a string, or an integer (its decimal
+            digits); a record without one, or with another kind of value, is named by its
+            location (:class:`Record`). ``None``: ids from locations only.
         on_error: ``"skip"`` (count bad records) or ``"raise"``
             (:class:`~tokensieve.exceptions.BadRecordError` at the first one, blank lines aside).
         batch_records: documents per list handed on.
@@ -490,12 +491,13 @@ class DocumentReader:
             stream = io.BufferedReader(_ZstdReader(raw), buffer_size=1 << 16)
         number = 0
         try:
-            for number, line in enumerate(stream, 1):
-                line = line.removesuffix(b"\n").removesuffix(b"\r")
-                parsed, record_id = _parse_json_line(line, self.text_field, self.id_field)
-                record = self._account(source, number, parsed, record_id or f"{name}:{number}")
-                if record is not None:
-                    yield record
+            for first, lines in _line_blocks(stream):
+                parsed = _core.parse_json_lines(lines, text_field=self.text_field, id_field=self.id_field)
+                for number, (text, record_id, skip) in enumerate(parsed, first):
+                    verdict = text if text is not None else _Skip(*cast(tuple[str, str], skip))
+                    record = self._account(source, number, verdict, record_id or f"{name}:{number}")
+                    if record is not None:
+                        yield record
         except (OSError, EOFError, _zstd_error()) as e:
             raise _located(CorpusReadError, path, f"{e} (after line {number})") from e
 
@@ -552,39 +554,25 @@ class DocumentReader:
                 yield record
 
 
-def _parse_json_line(line: bytes, text_field: str, id_field: str | None) -> tuple[str | _Skip, str | None]:
-    """The text (or why there is none) and the id of one JSON line, judged as the Rust reader
-    judges it."""
-    if not line.strip(ASCII_WHITESPACE):
-        return _Skip("blank_line", ""), None
+def _line_blocks(stream: IO[bytes]) -> Iterator[tuple[int, list[bytes]]]:
+    """The lines of ``stream`` without their line breaks (``\\n``, ``\\r\\n``), in blocks of
+    :data:`JSONL_BLOCK_LINES`, each with the 1-based number of its first line. A read error is
+    raised after the lines read before it."""
+    block: list[bytes] = []
+    first = 1
     try:
-        decoded = line.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return _Skip("invalid_utf8", f"invalid UTF-8 at byte {e.start}"), None
-    try:
-        value = json.loads(decoded, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as e:
-        return _Skip("malformed_json", str(e)), None
-    # serde_json rejects a lone surrogate anywhere in the line; Python's json accepts it
-    if _SURROGATE_ESCAPE.search(line) and _has_lone_surrogate(value):
-        return _Skip("lone_surrogate", "a JSON string holds a lone surrogate"), None
-    if not isinstance(value, dict):
-        return _Skip("malformed_json", "the line is not a JSON object"), None
-    return _field_text(value, text_field), _mapping_id(value, id_field)
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _has_lone_surrogate(value: Any) -> bool:
-    if isinstance(value, str):
-        return any("\ud800" <= ch <= "\udfff" for ch in value)
-    if isinstance(value, dict):
-        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_lone_surrogate(v) for v in value)
-    return False
+        for line in stream:
+            block.append(line.removesuffix(b"\n").removesuffix(b"\r"))
+            if len(block) == JSONL_BLOCK_LINES:
+                yield first, block
+                first += len(block)
+                block = []
+    except Exception:
+        if block:
+            yield first, block
+        raise
+    if block:
+        yield first, block
 
 
 def _field_text(record: Mapping[str, Any], field: str) -> str | _Skip:
@@ -626,7 +614,11 @@ def _mapping_id(record: Mapping[str, Any], field: str | None) -> str | None:
 
 
 def _id_text(value: Any) -> str | None:
-    return None if value is None else value if isinstance(value, str) else str(value)
+    """An id field as every reader takes it: a string as it is, an integer as its decimal
+    digits; any other value (a float, a boolean, a list) is no id."""
+    if isinstance(value, str):
+        return value
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _relative_names(paths: Sequence[str]) -> list[str]:

@@ -7,8 +7,9 @@ use arrow_array::Array;
 use arrow_array::ffi::to_ffi;
 use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyCapsule, PyDict};
-use tokensieve_core::io::{DocumentBatches, ReadOptions, ReadReport, read_files};
+use tokensieve_core::io::{DocumentBatches, ReadOptions, ReadReport, parse_record, read_files};
 use tokensieve_core::pool;
 
 use crate::convert::{on_error, report_to_py};
@@ -37,6 +38,31 @@ pub fn scan_files<'py>(
     let mut progress = Progress::new(None, &mut options);
     let read = py.detach(|| read_files(&paths, &options, &pool, &mut |docs| progress.advance(docs.len())));
     report_to_py(py, &progress.finish(read)?)
+}
+
+/// One parsed JSON Lines record: its text, its id, or why it is not a document (a skip
+/// reason's name and the detail).
+type ParsedLine = (Option<String>, Option<String>, Option<(&'static str, String)>);
+
+/// The verdict of the readers on each of `lines` (JSON Lines records without their line
+/// breaks), with the `id_field` of each document (see `tokensieve_core::io::parse_record`).
+#[pyfunction]
+#[pyo3(signature = (lines, *, text_field="text", id_field=None))]
+pub fn parse_json_lines(
+    py: Python<'_>,
+    lines: Vec<PyBackedBytes>,
+    text_field: &str,
+    id_field: Option<&str>,
+) -> Vec<ParsedLine> {
+    py.detach(|| {
+        lines
+            .iter()
+            .map(|line| match parse_record(line, text_field, id_field) {
+                (Ok(text), id) => (Some(text.into_owned()), id, None),
+                (Err(skip), _) => (None, None, Some((skip.reason.name(), skip.detail))),
+            })
+            .collect()
+    })
 }
 
 /// The package's pool for `num_threads` (see [`resolve_num_threads`]).

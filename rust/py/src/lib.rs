@@ -20,7 +20,7 @@ mod _core {
     #[pymodule_export]
     use super::features::{NgramFeaturizer, tokenize};
     #[pymodule_export]
-    use super::io::{DocumentBatchReader, read_batches, resolve_num_threads, scan_files};
+    use super::io::{DocumentBatchReader, parse_json_lines, read_batches, resolve_num_threads, scan_files};
 
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {

@@ -323,6 +323,37 @@ pub(super) fn parse_line<'a>(line: &'a [u8], field: &str) -> std::result::Result
     }
 }
 
+/// The verdict on one JSON Lines record (a line without its line break) as every reader
+/// judges it (`parse_line`), and for a document the value of `id_field` as an id: a string
+/// as it is, an integer as its decimal digits; `None` for any other value (a float, a boolean,
+/// an object) and for a record without the field. For readers that hand records to Python with
+/// their ids (`tokensieve.io.DocumentReader`).
+pub fn parse_record<'a>(
+    line: &'a [u8],
+    text_field: &str,
+    id_field: Option<&str>,
+) -> (std::result::Result<Cow<'a, str>, Skip>, Option<String>) {
+    let text = parse_line(line, text_field);
+    let id = match (&text, id_field) {
+        // parse_line accepted the line: it is UTF-8 and one JSON object
+        (Ok(_), Some(field)) => std::str::from_utf8(line).ok().and_then(|line| record_id(line, field)),
+        _ => None,
+    };
+    (text, id)
+}
+
+fn record_id(line: &str, field: &str) -> Option<String> {
+    if let Some(text) = json_text::text_field(line, field) {
+        return Some(text.into_owned());
+    }
+    let mut de = serde_json::Deserializer::from_str(line);
+    match (FieldSeed { field }).deserialize(&mut de) {
+        Ok(FieldValue::Text(text)) => Some(text.into_owned()),
+        Ok(FieldValue::Integer(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// [`parse_line`] of a UTF-8 line by serde_json: every record the fast path declines, each
 /// malformed one included, gets its verdict and message here.
 pub(super) fn parse_with_serde<'a>(line: &'a str, field: &str) -> std::result::Result<Cow<'a, str>, Skip> {
@@ -332,6 +363,7 @@ pub(super) fn parse_with_serde<'a>(line: &'a str, field: &str) -> std::result::R
         Ok(FieldValue::Text(text)) => Ok(text),
         Ok(FieldValue::Missing) => Err(Skip::new(SkipReason::MissingField, format!("no {field:?} field"))),
         Ok(FieldValue::Null) => Err(Skip::new(SkipReason::MissingField, format!("{field:?} is null"))),
+        Ok(FieldValue::Integer(_)) => Err(Skip::new(SkipReason::NotAString, format!("{field:?} is a number"))),
         Ok(FieldValue::Other(kind)) => Err(Skip::new(SkipReason::NotAString, format!("{field:?} is {kind}"))),
         Ok(FieldValue::NotAnObject) => Err(Skip::new(SkipReason::MalformedJson, "the line is not a JSON object")),
         Err(e) => {
@@ -348,6 +380,7 @@ pub(super) fn parse_with_serde<'a>(line: &'a str, field: &str) -> std::result::R
 
 enum FieldValue<'a> {
     Text(Cow<'a, str>),
+    Integer(i128),
     Missing,
     Null,
     Other(&'static str),
@@ -460,11 +493,11 @@ impl<'de> Visitor<'de> for TextSeed {
     fn visit_bool<E: de::Error>(self, _: bool) -> std::result::Result<Self::Value, E> {
         Ok(FieldValue::Other("a boolean"))
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> std::result::Result<Self::Value, E> {
-        Ok(FieldValue::Other("a number"))
+    fn visit_i64<E: de::Error>(self, n: i64) -> std::result::Result<Self::Value, E> {
+        Ok(FieldValue::Integer(n.into()))
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> std::result::Result<Self::Value, E> {
-        Ok(FieldValue::Other("a number"))
+    fn visit_u64<E: de::Error>(self, n: u64) -> std::result::Result<Self::Value, E> {
+        Ok(FieldValue::Integer(n.into()))
     }
     fn visit_f64<E: de::Error>(self, _: f64) -> std::result::Result<Self::Value, E> {
         Ok(FieldValue::Other("a number"))
@@ -539,5 +572,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn records_give_their_ids_as_strings_or_integers() {
+        let id = |line: &str| parse_record(line.as_bytes(), "text", Some("id")).1;
+        assert_eq!(id(r#"{"text": "a", "id": "doc-1"}"#).as_deref(), Some("doc-1"));
+        assert_eq!(id(r#"{"id": "esc\u00e9\"q", "text": "a"}"#).as_deref(), Some("esc\u{e9}\"q"));
+        assert_eq!(id(r#"{"text": "a", "id": 42}"#).as_deref(), Some("42"));
+        assert_eq!(id(r#"{"text": "a", "id": -7}"#).as_deref(), Some("-7"));
+        assert_eq!(id(r#"{"text": "a", "id": 18446744073709551615}"#).as_deref(), Some("18446744073709551615"));
+        assert_eq!(id(r#"{"text": "a", "id": 1, "id": "last"}"#).as_deref(), Some("last"));
+        for other in ["1.5", "1e3", "true", "null", "[1]", r#"{"id": "nested"}"#] {
+            assert_eq!(id(&format!(r#"{{"text": "a", "id": {other}}}"#)), None, "{other}");
+        }
+        assert_eq!(id(r#"{"text": "a", "meta": {"id": "nested"}}"#), None);
+        // a record that is not a document has no id; the text's verdict is the readers'
+        let (text, no_id) = parse_record(br#"{"text": 5, "id": "x"}"#, "text", Some("id"));
+        assert_eq!((text.unwrap_err().reason, no_id), (SkipReason::NotAString, None));
+        assert_eq!(parse_record(br#"{"text": "a", "id": "x"}"#, "text", None).1, None);
+        // nesting deeper than any recursion limit is read, the id with it
+        let deep = format!(r#"{{"a": {}{}, "id": 3, "text": "deep"}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        let (text, deep_id) = parse_record(deep.as_bytes(), "text", Some("id"));
+        assert_eq!((text.unwrap().as_ref(), deep_id.as_deref()), ("deep", Some("3")));
     }
 }

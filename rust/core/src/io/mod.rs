@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use self::arrow::{arrow_records, push_arrow_documents};
 pub use self::batches::{DocumentBatch, DocumentBatches};
+pub use self::jsonl::parse_record;
 pub use self::write::{Copies, OutputFormat, ScoredFile, ShardWriter, write_selected_files};
 
 use crate::error::{Error, Result};

@@ -16,7 +16,11 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+#: The shared corpora: ../shared/data beside the repository, or TOKENSIEVE_SHARED_DATA (a GPU
+#: visit carries a copy, see benches/gpu/prepare.sh).
+SHARED_DATA = Path(
+    os.environ.get("TOKENSIEVE_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
 
 
 def forked_wall_seconds(prepare: Callable[[int], Callable[[], object]], processes: int) -> float:

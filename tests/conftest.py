@@ -16,7 +16,7 @@ if not os.path.exists("/proc/driver/nvidia/version"):
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = ROOT.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("TOKENSIEVE_SHARED_DATA") or ROOT.parent / "shared" / "data")
 DEMO_DATA = ROOT / "python" / "tokensieve" / "data"
 
 

@@ -2,8 +2,11 @@
 # Before a GPU visit, on this (x86-64, PyPI-connected) machine: fills .whl/ at the repository root
 # with what the device image lacks, for its Python 3.12 (torch 2.11, triton 3.6, no network):
 #   * tokensieve, built here with `maturin build --release` (abi3: installs on any CPython >= 3.10);
-#   * the benchmarks' peers liger-kernel and cut-cross-entropy (pure Python), downloaded with
-#     --no-deps after checking that each unconditional requirement is already in the image;
+#   * the benchmarks' peers liger-kernel and cut-cross-entropy (pure Python), and zstandard,
+#     downloaded with --no-deps after checking that each unconditional requirement is already
+#     in the image;
+#   * shared-data/: a copy of ../shared/data (the corpora, 28 MB), for bench_scoring.py and the
+#     tests that read them (visit.sh points TOKENSIEVE_SHARED_DATA at it);
 #   * core-sources.sha256: the checksums of the Rust sources the wheel was built from, which
 #     visit.sh compares against the checkout it runs in (the Python and Triton sources are
 #     taken from the checkout there, so only a stale Rust core matters).
@@ -15,7 +18,9 @@ cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python3}
 WHL=.whl
 PEERS=(liger-kernel==0.8.5 cut-cross-entropy==25.1.1)
-MAX_WHL_MIB=40
+NEEDS=(zstandard==0.25.0) # not in the device image: the corpora are .jsonl.zst
+SHARED_DATA=../shared/data # the corpora (28 MB), carried for the tests and bench_scoring.py
+MAX_WHL_MIB=48 # the wheels (12 MiB) and the corpora (28 MiB)
 MAX_TREE_MIB=60 # the device tool carries at most 64 MiB: tracked + untracked files + .whl
 
 [ "$(uname -m)" = x86_64 ] || { echo "prepare.sh: the device is x86-64; this machine is $(uname -m)"; exit 1; }
@@ -38,6 +43,19 @@ echo "=== peers: ${PEERS[*]}"
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   -d "$WHL" "${PEERS[@]}"
+
+echo "=== needed packages: ${NEEDS[*]}"
+"$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+  -d "$WHL" "${NEEDS[@]}"
+
+echo "=== the shared corpora ($SHARED_DATA -> $WHL/shared-data)"
+if [ -d "$SHARED_DATA" ]; then
+  cp -r "$SHARED_DATA" "$WHL/shared-data"
+  chmod -R u+w "$WHL/shared-data" # the source may be read-only; .whl/ is rebuilt each time
+else
+  echo "  $SHARED_DATA is missing: the GPU visit runs without them (bench_scoring.py cannot)"
+fi
 
 echo "=== requirements against the device image"
 # Versions as listed for the device image ('cuda': /opt/torch/.venv, Python 3.12.3); None: present,

@@ -10,11 +10,12 @@
 # Steps: tests          pytest -m gpu over the test files with GPU-marked tests
 #        token          bench_token_stats.py (4 vocabulary sizes x 2 data kinds)
 #        linear-quick   bench_linear_stats.py --quick (V=128256, random data)
+#        scoring        bench_scoring.py --device cuda (TokenScorer against the bare forward, issue 7)
 #        linear-V       bench_linear_stats.py --vocab V (random and peaked data, 1 s per provider)
 #        token-sweep    bench_token_stats.py --sweep at V=128256, random data
 #        linear-sweep-V bench_linear_stats.py --sweep --vocab V (random data, 0.5 s per setting)
 # "linear" and "linear-sweep" stand for V = 32000 128256 256000, one run (and JSON file) each;
-# first (the default) = tests token linear-quick linear; second = linear-sweep-128256 token-sweep
+# first (the default) = tests token linear-quick scoring linear; second = linear-sweep-128256 token-sweep
 # linear-sweep-32000 linear-sweep-256000; names combine (`visit.sh linear-256000 second`).
 #
 # What comes back in $OUT (the tool returns at most 8 files): visit.log (everything printed),
@@ -38,11 +39,11 @@ VOCABS=(32000 128256 256000)
 STEPS=()
 for name in "$@"; do
   case "$name" in
-    first) STEPS+=(tests token linear-quick "${VOCABS[@]/#/linear-}") ;;
+    first) STEPS+=(tests token linear-quick scoring "${VOCABS[@]/#/linear-}") ;;
     second) STEPS+=(linear-sweep-128256 token-sweep linear-sweep-32000 linear-sweep-256000) ;;
     linear) STEPS+=("${VOCABS[@]/#/linear-}") ;;
     linear-sweep) STEPS+=("${VOCABS[@]/#/linear-sweep-}") ;;
-    tests | token | linear-quick | token-sweep | linear-[0-9]* | linear-sweep-[0-9]*) STEPS+=("$name") ;;
+    tests | token | linear-quick | scoring | token-sweep | linear-[0-9]* | linear-sweep-[0-9]*) STEPS+=("$name") ;;
     *) echo "visit.sh: unknown step $name (the head of benches/gpu/visit.sh lists them)" && exit 2 ;;
   esac
 done
@@ -121,8 +122,17 @@ step() {
 
 echo "=== install the carried wheels into $SITE"
 ls .whl/*.whl || { echo "visit.sh: no .whl/*.whl (run benches/gpu/prepare.sh here, carry [\".whl\"])"; exit 2; }
-"$PY" -m pip install -q --root-user-action=ignore --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target "$SITE" .whl/*.whl || exit 2
+install() {
+  "$PY" -m pip install -q --root-user-action=ignore --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$SITE" "$@"
+}
+if [ -z "$DRY" ]; then
+  install .whl/*.whl || exit 2
+else # this machine's Python may not take the device's CPython 3.12 binary wheels
+  for wheel in .whl/*.whl; do
+    install "$wheel" 2>/dev/null || echo "  (dry run) $wheel does not install here: skipped"
+  done
+fi
 # The checkout's Python package and Triton kernels, with the wheel's compiled core: edits made
 # since prepare.sh are what runs; only the Rust core comes from the wheel.
 cp -r python/tokensieve "$SRC/"
@@ -130,6 +140,7 @@ rm -rf "$SRC/tokensieve/triton_kernels"
 cp -r triton_kernels "$SRC/tokensieve/triton_kernels"
 cp "$SITE"/tokensieve/_core*.so "$SRC/tokensieve/" || exit 2
 export PYTHONPATH="$SRC:$SITE${PYTHONPATH:+:$PYTHONPATH}"
+[ -d .whl/shared-data ] && export TOKENSIEVE_SHARED_DATA="$PWD/.whl/shared-data"
 if ! sha256sum --quiet -c .whl/core-sources.sha256; then
   echo "WARNING: rust/ or Cargo files differ from those the carried core was built from: rerun prepare.sh"
 fi
@@ -172,6 +183,7 @@ for name in "${STEPS[@]}"; do
       ;;
     token) step token 150 60 "$PY" benches/bench_token_stats.py ;;
     linear-quick) step linear-quick 150 40 "$PY" benches/bench_linear_stats.py --quick ;;
+    scoring) step scoring 200 90 "$PY" benches/bench_scoring.py --device cuda ;;
     token-sweep) step token-sweep 240 60 "$PY" benches/bench_token_stats.py --sweep --vocab 128256 --data random ;;
     linear-sweep-[0-9]*)
       step "$name" 300 120 "$PY" benches/bench_linear_stats.py --sweep --vocab "${name#linear-sweep-}" \

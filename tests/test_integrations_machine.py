@@ -135,3 +135,11 @@ def test_a_directory_without_room_is_refused_before_writing(
     with pytest.raises(InvalidArgumentError, match=r"0 MB free, the arrays to share need \d+ MB"), sharing:
         pass
     assert list(shm.iterdir()) == []
+
+
+def test_the_files_go_when_the_block_fails(news_or_mail: Path, shm: Path) -> None:
+    sharing = share_arrays_on_machine(FastTextScores(news_or_mail, "news"), shm)
+    with pytest.raises(RuntimeError, match="the job failed"), sharing:  # noqa: PT012 (the block is the subject)
+        assert len(list(shm.iterdir())) == 1
+        raise RuntimeError("the job failed")
+    assert list(shm.iterdir()) == []

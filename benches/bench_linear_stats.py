@@ -331,11 +331,13 @@ def sweep(torch, bench, hidden, weight, targets, flops, ceiling_ms) -> list[dict
 
     default = linear_stats.default_launch(hidden.dtype)
     rows = []
+    # Settings that spill registers when compiled for sm_90 (256 x 128 forward tiles, 256-wide
+    # grad_weight tiles: checked with tests/gpu_compile.py's compile-only driver) are left out.
     forward = [
         replace(default, block_n=bn, block_v=bv, block_d=bd, num_warps=nw, num_stages=ns)
         for bn, bv, bd, nw, ns in [
             (128, 128, 64, 8, 3), (128, 128, 64, 8, 4), (128, 128, 32, 8, 4), (64, 128, 64, 4, 3),
-            (64, 256, 64, 8, 3), (128, 64, 64, 4, 4), (256, 128, 64, 8, 3),
+            (64, 256, 64, 8, 3), (128, 64, 64, 4, 4),
         ]
     ]  # fmt: skip
     for launch in forward:
@@ -355,8 +357,8 @@ def sweep(torch, bench, hidden, weight, targets, flops, ceiling_ms) -> list[dict
         for bv, bd, bk, nw, ns in [
             (128, 128, 64, 8, 3),
             (128, 128, 64, 8, 4),
-            (128, 256, 64, 8, 3),
-            (256, 128, 64, 8, 3),
+            (128, 128, 32, 8, 4),
+            (64, 128, 64, 4, 3),
         ]
     ]
     for launch in train:

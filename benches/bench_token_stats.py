@@ -177,7 +177,8 @@ def run(args, torch, save: Callable[[list[dict[str, Any]], bool], Any]) -> list[
 def sweep(bench, token_module, logits, targets, ceiling_ms, vocab, data) -> list[dict[str, Any]]:
     rows = []
     for block_v in (2048, 4096, 8192):
-        for num_warps in (4, 8, 16):
+        # 8192 logits on 4 warps spill registers when compiled for sm_90 (tests/gpu_compile.py)
+        for num_warps in (4, 8, 16) if block_v < 8192 else (8, 16):
             for num_stages in (1, 2, 3, 4):
                 for splits in (1, 2, 4):
 

@@ -7,9 +7,9 @@ The reference runs once (it takes minutes); tokensieve ``--reps`` times, medians
 reduction of every selection is measured with tokensieve's ``kl_reduction`` in the same feature
 space (dsir-sha256, 10,000 buckets). Then each tokensieve family runs once on each of two pools
 of short documents (8 words of the raw pool each, so that documents, not bytes, dominate), of 1
-and 8 million documents: the growth of its peak RSS per extra document is the memory that scales
-with the number of documents (with the 1.4 KB documents of the raw pool, RSS noise of a few MB
-would swamp it).
+and 8 million documents (and fast-v1 once more drawing with replacement): the growth of its peak
+RSS per extra document is the memory that scales with the number of documents (with the 1.4 KB
+documents of the raw pool, RSS noise of a few MB would swamp it).
 
 Usage: python benches/bench_dsir.py [--reps 3] [--limit DOCS_PER_FILE] [--memory-only]
 """
@@ -97,6 +97,7 @@ def run_tokensieve(
     family: str,
     reps: int,
     min_example_length: int = 100,
+    method: str = "gumbel",
 ) -> dict:
     from tokensieve import DSIR
     from tokensieve.io import Files
@@ -115,7 +116,7 @@ def run_tokensieve(
         start = time.perf_counter()
         # Plain JSONL out, as the reference writes.
         out = work / f"ts_{family}_{rep}"
-        selection = dsir.resample(fraction=fraction, seed=0, out=out, output_format="jsonl")
+        selection = dsir.resample(fraction=fraction, seed=0, out=out, output_format="jsonl", method=method)
         runs["resample"].append(time.perf_counter() - start)
     kl = dsir.kl_reduction(selection)
     return {"phases_s": {k: median(v) for k, v in runs.items()}, "runs_s": runs, "k": selection.k, "kl": kl}
@@ -151,6 +152,7 @@ def child(args: argparse.Namespace) -> int:
             args.engine,
             args.reps,
             spec.get("min_example_length", 100),
+            spec.get("method", "gumbel"),
         )
     # VmHWM is this process's own peak: getrusage's ru_maxrss starts at the parent's peak, which
     # survives the exec that started this process.
@@ -192,8 +194,10 @@ def main() -> int:
         for documents in SHORT_POOLS:
             short = work / f"short_{documents}.jsonl"
             write_short_pool(raw, documents, short)
-            spec = {"raw": [str(short)], "target": target, "fraction": 0.1, "min_example_length": 1}
-            (work / f"spec_short_{documents}.json").write_text(json.dumps(spec))
+            for method in ("gumbel", "replacement"):
+                spec = {"raw": [str(short)], "target": target, "fraction": 0.1, "min_example_length": 1}
+                spec["method"] = method
+                (work / f"spec_short_{documents}_{method}.json").write_text(json.dumps(spec))
 
         def child_run(engine: str, spec: str, reps: int) -> dict:
             cmd = [sys.executable, __file__, "--engine", engine, "--work", tmp, "--reps", str(reps)]
@@ -205,13 +209,16 @@ def main() -> int:
             results[engine] = child_run(engine, "spec.json", args.reps)
             print(f"  {engine}: done")
         small, large = SHORT_POOLS
-        for engine in ("dsir-sha256", "fast-v1"):
-            rss = {n: child_run(engine, f"spec_short_{n}.json", 1)["peak_rss_mb"] for n in SHORT_POOLS}
+        # draws with replacement (opt-in) measured with fast-v1 only: the family does not matter
+        for engine, method in (("dsir-sha256", "gumbel"), ("fast-v1", "gumbel"), ("fast-v1", "replacement")):
+            spec_of = {n: f"spec_short_{n}_{method}.json" for n in SHORT_POOLS}
+            rss = {n: child_run(engine, spec_of[n], 1)["peak_rss_mb"] for n in SHORT_POOLS}
             per_doc = (rss[large] - rss[small]) * 2**20 / (large - small)
-            scaling[engine] = {f"peak_rss_mb_{n}_documents": rss[n] for n in SHORT_POOLS}
-            scaling[engine]["bytes_per_extra_document"] = per_doc
+            name = engine if method == "gumbel" else f"{engine} {method}"
+            scaling[name] = {f"peak_rss_mb_{n}_documents": rss[n] for n in SHORT_POOLS}
+            scaling[name]["bytes_per_extra_document"] = per_doc
             print(
-                f"  {engine}: peak RSS {rss[small]:.0f} MB with {small:,} short documents, "
+                f"  {name}: peak RSS {rss[small]:.0f} MB with {small:,} short documents, "
                 f"{rss[large]:.0f} MB with {large:,}: {per_doc:.1f} bytes per extra document"
             )
     memory = {"short_pools": SHORT_POOLS, "words_per_document": SHORT_WORDS, **scaling}

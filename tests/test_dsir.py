@@ -81,6 +81,13 @@ def our_lines(paths: list[Path], selection) -> list[str]:
     return sorted(lines[i] for i in selection.indices)
 
 
+def lines_with_copies(paths: list[Path], selection) -> list[tuple[str, int]]:
+    lines = [
+        line.strip() for p in paths for line in p.read_text(encoding="utf-8").split("\n") if line.strip()
+    ]
+    return sorted((lines[i], int(selection.copies[i])) for i in np.flatnonzero(selection.copies))
+
+
 def test_probabilities_weights_and_top_k_equal_the_reference(corpus, fitted, tmp_path):
     k = 60
     ref, ref_lines = reference_run(corpus, tmp_path, num_to_sample=k, top_k=True)
@@ -119,11 +126,14 @@ def test_selection_ignores_thread_count_file_order_and_location(corpus, tmp_path
         moved.append(tmp_path / "elsewhere" / path.name)
         moved[-1].parent.mkdir(exist_ok=True)
         shutil.copy(path, moved[-1])
-    runs = []
+    runs, drawn = [], []
     for threads, raw in ((1, corpus["raw"]), (2, corpus["raw"][::-1]), (2, moved)):
         dsir = DSIR(Files(raw), Files(corpus["target"]), num_threads=threads).fit()
         runs.append(our_lines(raw, dsir.resample(50, seed=7)))
+        drawn.append(lines_with_copies(raw, dsir.resample(150, seed=7, method="replacement")))
     assert runs[0] == runs[1] == runs[2]
+    assert drawn[0] == drawn[1] == drawn[2]
+    assert sum(c for _, c in drawn[0]) == 150 and max(c for _, c in drawn[0]) > 1
     other_seed = DSIR(Files(corpus["raw"]), Files(corpus["target"])).fit().resample(50, seed=8)
     assert our_lines(corpus["raw"], other_seed) != runs[0]
 
@@ -141,6 +151,26 @@ def test_gumbel_top_k_samples_in_proportion_to_the_weights():
     for seed in range(3000):
         picks += dsir.resample(1, seed=seed).copies
     np.testing.assert_allclose(picks / picks.sum(), p, atol=0.03)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 1 << 16])
+def test_draws_with_replacement_follow_the_weights(monkeypatch, chunk):
+    # Documents of known log-weights: the copies of many draws with replacement follow
+    # softmax(log w), whatever the chunks the running sums are taken over.
+    from tokensieve import dsir as dsir_module
+
+    monkeypatch.setattr(dsir_module, "SELECTION_CHUNK", chunk)
+    raw = ["alpha " * 3, "beta " * 3, "gamma " * 3, "delta " * 3, "x"]  # "x" is too short
+    dsir = DSIR(raw, ["alpha beta alpha delta"], ngrams=1, buckets=1 << 20, min_example_length=2)
+    dsir.fit()
+    w = dsir.weights()[:4]
+    p = np.exp(w - w.max())
+    p /= p.sum()
+    copies = np.zeros(5)
+    for seed in range(500):
+        copies += dsir.resample(4, seed=seed, method="replacement").copies
+    assert copies[4] == 0 and copies.sum() == 2000
+    np.testing.assert_allclose(copies[:4] / copies.sum(), p, atol=0.03)
 
 
 def test_write_accounts_for_every_record_and_keeps_original_bytes(corpus, tmp_path):

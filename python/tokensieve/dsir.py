@@ -498,16 +498,43 @@ class DSIR:
     def _draw_with_replacement(
         self, w: np.ndarray, available: np.ndarray, quota: int, seed: list[int], copies: np.ndarray
     ) -> None:
-        """``quota`` draws proportional to ``exp(w)`` among ``available``, added to ``copies``."""
-        names, source_of, position = _source_positions(self.report)
-        source_keys = _source_keys(names)
-        candidates = np.flatnonzero(available)
-        # Draws depend only on the documents' identities: order them canonically first.
-        order = np.lexsort((position[candidates], source_keys[source_of[candidates]]))
+        """``quota`` draws proportional to ``exp(w)`` among ``available``, added to ``copies``:
+        ``quota`` sorted uniform points on the total weight, each falling into the document
+        whose share of the running sum holds it. The documents are walked in a canonical order
+        (sources by identity, each in file order, :func:`_canonical_chunks`), so the draws do not
+        depend on file order or location; memory is the points and a chunk, not per document."""
+        peak = max(
+            (float(w[lo:hi][available[lo:hi]].max()) for lo, hi in _canonical_chunks(self.report)
+             if available[lo:hi].any()),
+            default=0.0,
+        )  # fmt: skip
+
+        def running_sums() -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+            offset = 0.0
+            for lo, hi in _canonical_chunks(self.report):
+                shares = np.where(available[lo:hi], np.exp(w[lo:hi] - peak), 0.0)
+                sums = offset + np.cumsum(shares)
+                offset = float(sums[-1])
+                yield lo, shares, sums
+
+        total = 0.0
+        for _, _, sums in running_sums():
+            total = float(sums[-1])
         rng = np.random.Generator(np.random.PCG64(seed))
-        p = np.exp(w[candidates][order] - w[candidates].max())
-        drawn = rng.choice(len(order), size=quota, replace=True, p=p / p.sum())
-        np.add.at(copies, candidates[order[drawn]], 1)
+        points = np.sort(rng.random(quota)) * total
+        done = 0
+        last = -1  # the last document with a share: takes points rounding put at the very end
+        for lo, shares, sums in running_sums():
+            end = int(np.searchsorted(points, sums[-1], side="left"))
+            if end > done:
+                hits = np.searchsorted(sums, points[done:end], side="right")
+                copies[lo : lo + len(sums)] += np.bincount(hits, minlength=len(sums)).astype(copies.dtype)
+                done = end
+            holding = np.flatnonzero(shares)
+            if len(holding):
+                last = lo + int(holding[-1])
+        if done < quota:
+            copies[last] += quota - done
 
     def _select_legacy(
         self,
@@ -830,6 +857,17 @@ def _locate(starts: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarra
     # starts are empty).
     source_of = np.searchsorted(starts, rows, side="right") - 1
     return source_of, (rows - starts[source_of]).astype(np.uint64)
+
+
+def _canonical_chunks(report: ReadReport) -> Iterator[tuple[int, int]]:
+    """Row ranges ``lo:hi`` of at most :data:`SELECTION_CHUNK` documents covering a read in its
+    canonical order: sources by their identity's key (:func:`source_identities`), the documents
+    of each in file order, chunks counted from the source's first document."""
+    starts, total = _source_starts(report)
+    ends = np.append(starts[1:], total)
+    for source in np.argsort(_source_keys([src.name for src in report.sources]), kind="stable"):
+        for lo in range(int(starts[source]), int(ends[source]), SELECTION_CHUNK):
+            yield lo, min(lo + SELECTION_CHUNK, int(ends[source]))
 
 
 def _document_uniforms(

@@ -348,6 +348,32 @@ def test_document_reader_parquet_arrow_and_python_items(tmp_path: Path) -> None:
     assert report.records == len(items) and report.sources[0].name == "<list>"
 
 
+def test_categorical_text_columns_are_read_by_every_reader(tmp_path: Path) -> None:
+    # A dictionary-encoded column (pandas' categoricals) of strings or of bytes, with nulls, an
+    # empty text and invalid UTF-8: the Rust readers and DocumentReader take the same documents.
+    strings = pa.array([GOOD[0], GOOD[1], GOOD[0], None, "", GOOD[1]]).dictionary_encode()
+    binary = pa.array([b"ok", b"\xff", None, b"ok"]).dictionary_encode()
+    for name, column, want in (
+        ("strings", strings, [(1, GOOD[0]), (2, GOOD[1]), (3, GOOD[0]), (5, ""), (6, GOOD[1])]),
+        ("binary", binary, [(1, "ok"), (4, "ok")]),
+    ):
+        path = tmp_path / f"{name}.parquet"
+        pq.write_table(pa.table({"text": column}), path)
+        assert pq.read_schema(path).field("text").type == column.type  # still a dictionary
+        records, report = read_all(path)
+        batches = ArrowBatches(path)
+        rows = [
+            (line, text)
+            for b in batches
+            for line, text in zip(b.column("line").to_pylist(), b.column("text").to_pylist(), strict=True)
+        ]
+        assert [(r.line, r.text) for r in records] == rows == want
+        assert report == batches.report == scan(path)
+        records, _ = read_all(column)
+        assert [r.text for r in records] == [text for _, text in want]
+    assert scan(tmp_path / "binary.parquet").skipped == {"missing_field": 1, "invalid_utf8": 1}
+
+
 def test_document_reader_errors_are_typed(tmp_path: Path) -> None:
     with pytest.raises(CorpusNotFoundError):
         read_all(tmp_path / "nope.jsonl")

@@ -646,11 +646,13 @@ def _pyarrow() -> tuple[Any, Any]:
 
 
 def _check_text_type(arrow_type: Any, path: str) -> None:
+    """Strings or bytes, or a dictionary of them (a categorical column), as the Rust readers take."""
     import pyarrow.types as t
 
+    value_type = arrow_type.value_type if t.is_dictionary(arrow_type) else arrow_type
     if not (
-        t.is_string(arrow_type) or t.is_large_string(arrow_type) or t.is_string_view(arrow_type)
-    ) and not (t.is_binary(arrow_type) or t.is_large_binary(arrow_type) or t.is_binary_view(arrow_type)):
+        t.is_string(value_type) or t.is_large_string(value_type) or t.is_string_view(value_type)
+    ) and not (t.is_binary(value_type) or t.is_large_binary(value_type) or t.is_binary_view(value_type)):
         detail = f"the text column has type {arrow_type}; expected a string or binary column"
         if path:
             raise _located(CorpusFormatError, path, detail)

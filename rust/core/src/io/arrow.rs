@@ -26,9 +26,24 @@ pub fn push_arrow_documents<'a>(
 
 /// The text of each row of `array`. Nulls are skipped as
 /// [`SkipReason::MissingField`], binary rows that are not UTF-8 as [`SkipReason::InvalidUtf8`].
-/// Any column type other than string or binary is an error.
+/// Any column type other than string or binary, or a dictionary of them (a categorical
+/// column, as pandas writes it), is an error.
 pub fn arrow_records<'a>(array: &'a dyn Array) -> Result<Vec<std::result::Result<Cow<'a, str>, Skip>>> {
     Ok(match array.data_type() {
+        DataType::Dictionary(_, _) => {
+            let dictionary = array.as_any_dictionary();
+            let values = arrow_records(dictionary.values().as_ref())?;
+            let keys = dictionary.normalized_keys();
+            (0..array.len())
+                .map(|i| {
+                    if array.is_null(i) {
+                        Err(Skip::new(SkipReason::MissingField, "null"))
+                    } else {
+                        values[keys[i]].clone()
+                    }
+                })
+                .collect()
+        }
         DataType::Utf8 => texts(array.as_string::<i32>(), Ok),
         DataType::LargeUtf8 => texts(array.as_string::<i64>(), Ok),
         DataType::Utf8View => texts(array.as_string_view(), Ok),

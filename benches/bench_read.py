@@ -5,8 +5,9 @@ document's text reaching Python, by:
 
 * ``scan``: the compiled readers with no text handed on (the floor: decode + parse);
 * ``ArrowBatches``: :class:`tokensieve.io.ArrowBatches`, texts as ``pyarrow`` record batches;
-* ``DocumentReader``: :class:`tokensieve.io.DocumentReader`, the pure-Python reader the LM scorer
-  uses (one ``Record`` per document);
+* ``DocumentReader``: :class:`tokensieve.io.DocumentReader`, the reader the LM scorer uses (files
+  opened and decompressed in Python, JSON lines judged by the compiled parser a block at a time,
+  one ``Record`` per document);
 * Ray's ``read_corpus`` per-file readers in this process, one thread per file (no cluster): the
   one-pass Arrow path for JSON Lines against the scan + temporary Parquet copy + read back that
   it replaced (still the path for Parquet files).
@@ -57,7 +58,7 @@ def main() -> None:
     readers: dict[str, Callable[[list[str]], int]] = {
         "scan (no text to Python)": lambda f: scan(Files(f), num_threads=2).documents,
         "ArrowBatches": arrow_batches,
-        "DocumentReader (Python)": document_reader,
+        "DocumentReader": document_reader,
     }
     try:
         from tokensieve.integrations import ray as tsray

@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import os
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -385,6 +386,15 @@ def test_document_reader_errors_are_typed(tmp_path: Path) -> None:
     gz = write(tmp_path / "cut.jsonl.gz", gzip.compress(b'{"text": "abc"}\n' * 1000)[:-20])
     with pytest.raises(CorpusReadError):
         read_all(gz)
+    # A read error comes after every line read before it (lines are parsed in blocks of 1,024).
+    data = b"".join(b'{"text": "line %d"}\n' % i for i in range(3000))
+    cut_gz = write(tmp_path / "cut3000.jsonl.gz", gzip.compress(data)[:-20])
+    readable = zlib.decompressobj(31).decompress(cut_gz.read_bytes()).count(b"\n")
+    assert 2048 < readable < 3000
+    records: list = []
+    with pytest.raises(CorpusReadError, match=rf"\(after line {readable}\)"):
+        records.extend(r for batch in DocumentReader(cut_gz, batch_records=1) for r in batch)
+    assert [r.text for r in records] == [f"line {i}" for i in range(readable)]
     path = tmp_path / "t.parquet"
     pq.write_table(pa.table({"body": ["x"]}), path)
     with pytest.raises(CorpusFormatError, match="no column named"):

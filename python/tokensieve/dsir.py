@@ -500,9 +500,11 @@ class DSIR:
     ) -> None:
         """``quota`` draws proportional to ``exp(w)`` among ``available``, added to ``copies``:
         ``quota`` sorted uniform points on the total weight, each falling into the document
-        whose share of the running sum holds it. The documents are walked in a canonical order
-        (sources by identity, each in file order, :func:`_canonical_chunks`), so the draws do not
-        depend on file order or location; memory is the points and a chunk, not per document."""
+        whose share of the running sum holds it. Three passes over the weights, in chunks: their
+        maximum, the total (the running sums, exactly as the last pass forms them), and the
+        placing of the points. The documents are walked in a canonical order (sources by
+        identity, each in file order, :func:`_canonical_chunks`), so the draws do not depend on
+        file order or location; memory is the points and a chunk, not per document."""
         peak = max(
             (float(w[lo:hi][available[lo:hi]].max()) for lo, hi in _canonical_chunks(self.report)
              if available[lo:hi].any()),

@@ -174,12 +174,12 @@ class FastTextModel:
     def _read(self) -> _core.FastTextModel:
         assert self.path is not None
         handle = _core.FastTextModel(self.path, shared_input=self._shared_input)
-        own = None if self._shared_input is None else handle.input_matrix()
-        if own is not None and self._shared_input is not None and own.shape != self._shared_input.shape:
+        shared = self._shared_input
+        own = None if shared is None else handle.input_matrix()  # None only for quantised models
+        if shared is not None and own is not None and own.shape != shared.shape:
             # the same floats in another shape (the core compares them in order)
             raise ModelFormatError(
-                f"input_matrix has shape {self._shared_input.shape}, the file's input matrix {own.shape}",
-                self.path,
+                f"input_matrix has shape {shared.shape}, the file's input matrix {own.shape}", self.path
             )
         self._stat = _stat(self.path)
         if self._sha256 is not None and file_sha256(self.path) != self._sha256:
